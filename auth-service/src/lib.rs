@@ -1,0 +1,54 @@
+//! # auth-service
+//!
+//! Centralised authentication for the migration edge: accounts, access tokens (JWT) and
+//! rotating refresh tokens, the JWKS and OpenID discovery documents the gateway (and any Django
+//! service using djangorestframework-simplejwt with `JWK_URL`) verifies tokens against, and a CLI
+//! to rotate signing keys and grant roles.
+//!
+//! The crate is a library plus a thin `main`: [`app`] builds the axum [`Router`](axum::Router)
+//! from an [`AppState`], so handlers are tested with `oneshot` and no server; [`server::serve`]
+//! runs it on a socket; [`cli`] is the command line.
+//!
+//! ## Module map
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
+//! | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
+//! | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
+//! | [`error`] | the one error enum and its `IntoResponse` (RFC 9457 `application/problem+json`) |
+//! | [`http`] | the router: routes, request-id / metrics / access-log middleware, JSON extractor, client IP |
+//! | [`handlers`] | one function per endpoint; they only call into the modules below |
+//! | [`users`] | accounts and roles: email/password policy, storage |
+//! | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
+//! | [`refresh`] | opaque refresh tokens: issue, atomic rotation, reuse detection (family revocation), logout |
+//! | [`keys`] | signing keys: generation (RS256/ES256/EdDSA via aws-lc-rs), rotation, overlap window, the live key set reloaded from the DB |
+//! | [`tokens`] | access-token claims, signing and verification |
+//! | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
+//! | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
+//! | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
+//! | [`server`] | binds, prints the ready line, runs the key-reload task, graceful shutdown |
+//!
+//! ## Request path
+//! `request id → access log + HTTP metrics → body limit → route → handler`. Errors from any
+//! stage become one problem+json response carrying the request id.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod password;
+pub mod refresh;
+pub mod server;
+pub mod state;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+
+pub use config::Settings;
+pub use error::AppError;
+pub use http::app;
+pub use state::AppState;

@@ -1,0 +1,152 @@
+//! The YAML file as written by users: plain serde structs, every one `deny_unknown_fields`
+//! (serde would otherwise ignore a typo such as `path_prefx` silently).
+//!
+//! Nothing here is trusted: [`super::model`] turns these into the runtime model, and every
+//! check that can fail lives there and names the field path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+use super::duration::Dur;
+
+/// The top level. Each section is deserialised on its own (see [`super::load`]), so a broken
+/// route does not hide a broken upstream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Top {
+    pub listen: Option<serde_json::Value>,
+    pub tls: Option<serde_json::Value>,
+    pub admin: Option<serde_json::Value>,
+    pub server: Option<serde_json::Value>,
+    pub trusted_proxies: Option<serde_json::Value>,
+    pub path_normalization: Option<serde_json::Value>,
+    pub upstreams: Option<serde_json::Map<String, serde_json::Value>>,
+    pub routes: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Worker threads for the proxy. Default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests. Default 10s.
+    pub drain_timeout: Option<Dur>,
+    /// Quiet time after a file event before the reload runs. Default 200ms.
+    pub reload_debounce: Option<Dur>,
+    /// Idle upstream connections kept per process. Default 128.
+    pub upstream_keepalive_pool: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathNormalization {
+    /// `reject` (default) answers 400 to a path with `%2F` or `%5C`; `keep` forwards them
+    /// encoded and matches routes on the encoded form.
+    pub encoded_slashes: Option<EncodedSlashes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodedSlashes {
+    Reject,
+    Keep,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub load_balancing: Option<LoadBalancing>,
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    RoundRobin,
+    Random,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub connect: Option<Dur>,
+    pub response: Option<Dur>,
+    pub idle: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    pub upstream: Option<String>,
+    pub split: Option<Vec<SplitSide>>,
+    pub sticky_by: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub prefix_rewrite: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub path_prefix: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub methods: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSide {
+    pub upstream: String,
+    pub weight: u32,
+}
+
+/// Header values in YAML are often numbers (`x-version: 2`); accept any scalar as its text.
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            serde_json::Value::Bool(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "header `{k}`: expected a string, found {}",
+                kind(&other)
+            ))),
+        })
+        .collect()
+}
+
+pub fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a mapping",
+    }
+}

@@ -1,0 +1,163 @@
+//! The validated runtime model. Only [`super::load`] builds it, and only from a file that passed
+//! every check; the proxy never sees raw YAML.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+
+pub use super::file::{EncodedSlashes, LoadBalancing};
+
+/// Defaults, documented in `docs/configuration.md`.
+pub mod defaults {
+    use std::time::Duration;
+    pub const LISTEN: &str = "0.0.0.0:8080";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+    pub const UPSTREAM_KEEPALIVE_POOL: usize = 128;
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsListener>,
+    pub admin_listen: SocketAddr,
+    pub server: ServerSettings,
+    pub trusted_proxies: Vec<IpNet>,
+    pub encoded_slashes: EncodedSlashes,
+    pub upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
+    /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
+    pub routes: Vec<Arc<RouteSpec>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub drain_timeout: Duration,
+    pub reload_debounce: Duration,
+    pub upstream_keepalive_pool: usize,
+}
+
+#[derive(Debug)]
+pub struct UpstreamSpec {
+    pub name: String,
+    /// `host:port` as written; resolved when the runtime is built (see `upstream.rs`).
+    pub targets: Vec<String>,
+    pub load_balancing: LoadBalancing,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// From the request being sent to the response headers (and between body reads).
+    pub response: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub idle: Duration,
+}
+
+#[derive(Debug)]
+pub struct RouteSpec {
+    /// Position in the file (`routes[index]`), the tie-breaker of the precedence rule.
+    pub index: usize,
+    /// The line of the route in the file (for `explain` and `/admin/routes`).
+    pub line: usize,
+    pub name: String,
+    pub matcher: Matcher,
+    pub target: RouteTarget,
+    pub rewrite: Option<Rewrite>,
+}
+
+#[derive(Debug, Default)]
+pub struct Matcher {
+    pub path: PathMatch,
+    pub host: Option<HostMatch>,
+    pub methods: Option<Vec<Method>>,
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    #[default]
+    Any,
+    /// A prefix ending in `/` matches as a plain string prefix; one without a trailing `/`
+    /// matches the path itself or the path followed by `/...` (segment boundary).
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug)]
+pub enum RouteTarget {
+    Single(String),
+    Split {
+        sides: Vec<SplitSide>,
+        sticky_by: Option<StickyKey>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SplitSide {
+    pub upstream: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    Header(HeaderName),
+    Cookie(String),
+    ClientIp,
+    Claim(String),
+}
+
+impl std::fmt::Display for StickyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StickyKey::Header(h) => write!(f, "header.{h}"),
+            StickyKey::Cookie(c) => write!(f, "cookie.{c}"),
+            StickyKey::ClientIp => write!(f, "client_ip"),
+            StickyKey::Claim(c) => write!(f, "claim.{c}"),
+        }
+    }
+}
+
+/// What happens to the matched prefix before the request goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Remove the route's `path_prefix` (`/api/users/7` with prefix `/api/` → `/users/7`).
+    Strip { prefix: String },
+    /// Replace the route's `path_prefix` with `to`.
+    Replace { prefix: String, to: String },
+}
+
+impl RouteTarget {
+    /// Every upstream name this target may send to.
+    pub fn upstream_names(&self) -> Vec<&str> {
+        match self {
+            RouteTarget::Single(u) => vec![u.as_str()],
+            RouteTarget::Split { sides, .. } => sides.iter().map(|s| s.upstream.as_str()).collect(),
+        }
+    }
+}

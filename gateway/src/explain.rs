@@ -1,0 +1,156 @@
+//! `gateway explain`: which route a request would take, where it would go, and what applies.
+//! Works on the validated config alone (no DNS, no running gateway).
+
+use std::fmt::Write;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::config::model::{Config, PathMatch, RouteTarget};
+use crate::path;
+use crate::routing::{self, RequestFacts, RouteTable};
+
+/// The explanation, and whether a route matched.
+pub fn explain(
+    config: &Config,
+    method: &str,
+    raw_path: &str,
+    headers: &[(String, String)],
+) -> Result<(String, bool), String> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method \"{method}\""))?;
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| format!("invalid header name \"{k}\""))?;
+        let value = HeaderValue::from_str(v.trim())
+            .map_err(|_| format!("invalid value for header \"{k}\""))?;
+        map.append(name, value);
+    }
+    let (path_only, query) = match raw_path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw_path, None),
+    };
+    let mut out = String::new();
+    let normalised = match path::normalize(path_only, config.encoded_slashes) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(out, "request:   {method} {raw_path}");
+            let _ = writeln!(out, "result:    400 Bad Request ({e})");
+            return Ok((out, false));
+        }
+    };
+    let uri: http::Uri = "/".parse().map_err(|_| "uri".to_string())?;
+    let mut host_buf = String::new();
+    let host = routing::request_host(&uri, &map, &mut host_buf);
+    let facts = RequestFacts {
+        method: &method,
+        path: &normalised,
+        host,
+        headers: &map,
+    };
+    let table = RouteTable::new(&config.routes);
+    let _ = writeln!(out, "request:   {method} {raw_path}");
+    if normalised != path_only {
+        let _ = writeln!(out, "normalised: {normalised}");
+    }
+    let mut candidates = table.candidates(&facts);
+    let Some(route) = candidates.next() else {
+        let _ = writeln!(
+            out,
+            "route:     none matches; the gateway answers 404 (problem+json)"
+        );
+        return Ok((out, false));
+    };
+    let _ = writeln!(
+        out,
+        "route:     {} (routes[{}], line {})",
+        route.name, route.index, route.line
+    );
+    let m = &route.matcher;
+    let mut conds = Vec::new();
+    match &m.path {
+        PathMatch::Any => {}
+        PathMatch::Prefix(p) => conds.push(format!("path_prefix {p}")),
+        PathMatch::Exact(p) => conds.push(format!("path {p}")),
+    }
+    if let Some(h) = &m.host {
+        conds.push(format!("host {h:?}"));
+    }
+    if let Some(ms) = &m.methods {
+        conds.push(format!(
+            "methods {}",
+            ms.iter().map(Method::as_str).collect::<Vec<_>>().join(",")
+        ));
+    }
+    for (k, v) in &m.headers {
+        conds.push(format!("header {k}={v}"));
+    }
+    let _ = writeln!(
+        out,
+        "matched:   {}",
+        if conds.is_empty() {
+            "everything".to_string()
+        } else {
+            conds.join(", ")
+        }
+    );
+    match &route.target {
+        RouteTarget::Single(u) => {
+            let _ = writeln!(out, "upstream:  {}", describe_upstream(config, u));
+        }
+        RouteTarget::Split { sides, sticky_by } => {
+            let total: u64 = sides.iter().map(|s| u64::from(s.weight)).sum();
+            let parts: Vec<String> = sides
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.1}%",
+                        s.upstream,
+                        100.0 * f64::from(s.weight) / total.max(1) as f64
+                    )
+                })
+                .collect();
+            let sticky = match sticky_by {
+                Some(k) => format!(", sticky by {k}"),
+                None => ", not sticky".to_string(),
+            };
+            let _ = writeln!(out, "upstream:  split {}{sticky}", parts.join(" / "));
+            for s in sides {
+                let _ = writeln!(out, "           {}", describe_upstream(config, &s.upstream));
+            }
+        }
+    }
+    let forwarded = routing::rewrite_path(route.rewrite.as_ref(), &normalised)
+        .unwrap_or_else(|| normalised.to_string());
+    let forwarded = match query {
+        Some(q) => format!("{forwarded}?{q}"),
+        None => forwarded,
+    };
+    let _ = writeln!(out, "forwarded: {forwarded}");
+    let _ = writeln!(
+        out,
+        "headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID"
+    );
+    let others: Vec<String> = candidates
+        .map(|r| format!("{} (line {})", r.name, r.line))
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "also matched, lower precedence: {}", others.join(", "));
+    }
+    Ok((out, true))
+}
+
+fn describe_upstream(config: &Config, name: &str) -> String {
+    match config.upstreams.get(name) {
+        Some(u) => format!(
+            "{name} -> {} ({:?}; timeouts connect {}, response {})",
+            u.targets.join(", "),
+            u.load_balancing,
+            humantime::format_duration(u.timeouts.connect),
+            humantime::format_duration(u.timeouts.response),
+        )
+        .replace("RoundRobin", "round_robin")
+        .replace("Random", "random"),
+        None => format!("{name} (unknown)"),
+    }
+}

@@ -1,0 +1,52 @@
+//! # gateway
+//!
+//! The edge for a monolith-to-microservices migration: a pingora reverse proxy driven by YAML
+//! routes, reloaded safely while it serves.
+//!
+//! ## Module map
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
+//! | [`path`] | request path normalisation (what is matched is what is forwarded) |
+//! | [`routing`] | the route table and its precedence rule, prefix rewriting |
+//! | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
+//! | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
+//! | [`request_id`] | `X-Request-ID` validation and generation |
+//! | [`respond`] | the one error type and its problem+json response |
+//! | [`proxy`] | the pingora phases; each delegates to the modules above |
+//! | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
+//! | [`reload`] | file watching (directory-level, debounced) and SIGHUP |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes` |
+//! | [`metrics`] | every metric, registered once |
+//! | [`tls`] | the TLS listener's certificate, swapped on reload |
+//! | [`explain`] | `gateway explain` |
+//! | [`server`] | wiring the pingora server together |
+//!
+//! ## The request path
+//! ```text
+//! request_filter ── request id ─ framing check ─ normalise path ─ route ──(reject: problem+json)
+//!      │
+//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random)
+//!      │
+//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID
+//!      │
+//! response_filter ─ X-Request-ID            fail_to_proxy ─ 502 / 504 / 503 problem+json
+//!      │
+//! logging ─ metrics
+//! ```
+
+pub mod admin;
+pub mod config;
+pub mod explain;
+pub mod forwarding;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod reload;
+pub mod request_id;
+pub mod respond;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,126 @@
+//! `gateway run | validate | explain`. Everything but argument parsing lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "API gateway for a monolith-to-microservices migration"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic with the routes in FILE; reloads on file change and on SIGHUP.
+    Run {
+        #[arg(long, short, value_name = "FILE", env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check config files; prints every error as file:line:col: field.path: reason.
+    Validate {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show which route, upstream(s) and policies a request would get.
+    Explain {
+        #[arg(long, short, value_name = "FILE", env = "GATEWAY_CONFIG")]
+        config: PathBuf,
+        method: String,
+        path: String,
+        /// A request header, as NAME:VALUE (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+        headers: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            match gateway::server::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gateway: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate { files } => {
+            let mut ok = true;
+            for f in &files {
+                match gateway::config::load_file(f) {
+                    Ok(_) => println!("{}: ok", f.display()),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Explain {
+            config,
+            method,
+            path,
+            headers,
+        } => {
+            let loaded = match gateway::config::load_file(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut parsed = Vec::new();
+            for h in &headers {
+                match h.split_once(':') {
+                    Some((k, v)) => parsed.push((k.to_string(), v.to_string())),
+                    None => {
+                        eprintln!("--header {h:?}: expected NAME:VALUE");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            match gateway::explain::explain(&loaded.config, &method, &path, &parsed) {
+                Ok((text, matched)) => {
+                    print!("{text}");
+                    if matched {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("gateway explain: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,232 @@
+//! Request path normalisation: routes match on exactly the path that is forwarded upstream.
+//!
+//! The rules, in order (also in `docs/routing.md`):
+//! 1. The path must start with `/` (origin form); anything else is a 400.
+//! 2. Percent-encoded *unreserved* characters (`A-Z a-z 0-9 - . _ ~`) are decoded, so `%2e%2E`
+//!    is a `..` segment like any other; other percent-encodings are kept with upper-case hex.
+//!    A malformed escape (`%zz`, a lone `%`), an encoded NUL or control character is a 400.
+//! 3. `%2F` (`/`) and `%5C` (`\`) are refused with 400 by default, because backends disagree on
+//!    whether they separate segments; `path_normalization.encoded_slashes: keep` forwards them
+//!    encoded. A raw `\` is always a 400.
+//! 4. Repeated slashes are merged (`//a///b` → `/a/b`).
+//! 5. Dot-segments are removed as in RFC 3986 §5.2.4 (`/a/./b/../c` → `/a/c`); `..` never climbs
+//!    above `/`.
+//! 6. A trailing slash is kept (`/a/b/` stays `/a/b/`), and the query string is never touched.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::config::model::EncodedSlashes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotOriginForm,
+    BadPercentEncoding,
+    EncodedSlash,
+    ControlCharacter,
+    Backslash,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotOriginForm => "the request path must start with '/'",
+            PathError::BadPercentEncoding => "the request path has a malformed percent-encoding",
+            PathError::EncodedSlash => {
+                "the request path has an encoded slash or backslash (%2F, %5C)"
+            }
+            PathError::ControlCharacter => {
+                "the request path has an encoded NUL or control character"
+            }
+            PathError::Backslash => "the request path has a backslash",
+        })
+    }
+}
+
+/// Normalises `path` (no query string). Borrowed when it is already normal.
+pub fn normalize(path: &str, encoded_slashes: EncodedSlashes) -> Result<Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    if is_normal(bytes) {
+        return Ok(Cow::Borrowed(path));
+    }
+    let decoded = decode_unreserved(bytes, encoded_slashes)?;
+    Ok(Cow::Owned(remove_dot_segments(&decoded)))
+}
+
+/// The fast path: no `%`, no `\`, no `//`, no `.` or `..` segment.
+fn is_normal(bytes: &[u8]) -> bool {
+    let mut prev = b'/';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' | b'\\' => return false,
+            b'/' if prev == b'/' && i > 0 => return false,
+            b'.' if prev == b'/' => {
+                // `.` or `..` as a whole segment
+                let rest = &bytes[i..];
+                let seg_end = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+                if seg_end == 1 || (seg_end == 2 && rest[1] == b'.') {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+        i += 1;
+    }
+    true
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode_unreserved(bytes: &[u8], encoded_slashes: EncodedSlashes) -> Result<String, PathError> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadPercentEncoding);
+                };
+                let c = h << 4 | l;
+                match c {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        out.push(c as char)
+                    }
+                    b'/' | b'\\' if encoded_slashes == EncodedSlashes::Reject => {
+                        return Err(PathError::EncodedSlash);
+                    }
+                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    _ => {
+                        out.push('%');
+                        out.push(HEX[usize::from(c >> 4)] as char);
+                        out.push(HEX[usize::from(c & 0xf)] as char);
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            _ => {
+                // Copy one UTF-8 sequence (the URI parser already accepted the bytes).
+                let len = utf8_len(b);
+                let end = (i + len).min(bytes.len());
+                out.push_str(&String::from_utf8_lossy(&bytes[i..end]));
+                i = end;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
+}
+
+/// Merges slashes and resolves `.` / `..` segments of a path starting with `/`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in path.split('/').skip(1) {
+        trailing_slash = false;
+        match seg {
+            "" => trailing_slash = true,
+            "." => trailing_slash = true,
+            ".." => {
+                segments.pop();
+                trailing_slash = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize(p, EncodedSlashes::Reject).map(|c| c.into_owned())
+    }
+
+    #[test]
+    fn normal_paths_are_borrowed() {
+        for p in ["/", "/a", "/a/b/", "/a.b/c..d/.e", "/api/v1/users/7"] {
+            assert!(
+                matches!(normalize(p, EncodedSlashes::Reject), Ok(Cow::Borrowed(_))),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_slashes() {
+        assert_eq!(n("/a/./b/../c").unwrap(), "/a/c");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/../../etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(n("//a///b//").unwrap(), "/a/b/");
+        assert_eq!(n("/a/.").unwrap(), "/a/");
+        assert_eq!(n("/.").unwrap(), "/");
+        assert_eq!(n("/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn percent_encoded_dots_are_segments_too() {
+        assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2E%2E/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/.%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/%61pi/x").unwrap(), "/api/x");
+        assert_eq!(n("/a%20b").unwrap(), "/a%20b");
+        assert_eq!(n("/a%3ab").unwrap(), "/a%3Ab");
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(n("/a%2Fb"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/a%2f..%2fb"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/a%5Cb"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/a\\b"), Err(PathError::Backslash));
+        assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/a%2"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/a%00b"), Err(PathError::ControlCharacter));
+        assert_eq!(n("a/b"), Err(PathError::NotOriginForm));
+        assert_eq!(n("*"), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn keep_mode_forwards_encoded_slashes() {
+        let kept = normalize("/a%2fb/../c", EncodedSlashes::Keep).unwrap();
+        assert_eq!(kept, "/c");
+        assert_eq!(normalize("/a%2fb", EncodedSlashes::Keep).unwrap(), "/a%2Fb");
+    }
+}

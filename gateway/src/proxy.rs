@@ -1,0 +1,387 @@
+//! The request path: pingora's `ProxyHttp` phases. Each phase only delegates to the modules
+//! that own the logic (`routing`, `path`, `forwarding`, `upstream`, `respond`, `metrics`), which
+//! never touch a `Session` and are unit-tested with plain data.
+//!
+//! | phase | does |
+//! |---|---|
+//! | `request_filter` | admit: request id → framing check → normalise path → route; reject early with problem+json |
+//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target |
+//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID` |
+//! | `response_filter` | echo `X-Request-ID` |
+//! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
+//! | `logging` | metrics |
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::header::{self, HeaderName};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
+use crate::respond::{self, GatewayError};
+use crate::routing::{self, RequestFacts};
+use crate::state::{InFlight, Runtime, Shared};
+use crate::upstream::{self, Upstream};
+use crate::{forwarding, path, request_id};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Proxy { shared }
+    }
+}
+
+/// Everything known about one request, from admission to logging.
+pub struct RequestCtx {
+    /// The config this request started with; a reload does not change it mid-request.
+    rt: Arc<Runtime>,
+    started: Instant,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+    route: Option<Arc<RouteSpec>>,
+    /// Normalised and rewritten path plus the original query, when it differs from the
+    /// incoming request target.
+    upstream_target: Option<String>,
+    upstream: Option<Arc<Upstream>>,
+    /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
+    failure: Option<GatewayError>,
+    _in_flight: InFlight,
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            rt: self.shared.runtime(),
+            started: Instant::now(),
+            request_id: String::new(),
+            client_ip: None,
+            route: None,
+            upstream_target: None,
+            upstream: None,
+            failure: None,
+            _in_flight: self.shared.enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = incoming_request_id(session);
+        ctx.client_ip = client_ip(session, &ctx.rt);
+        match admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(e) => {
+                if matches!(e, GatewayError::AmbiguousFraming | GatewayError::BadPath(_)) {
+                    // The body's framing can't be trusted: never read another request from it.
+                    session.set_keepalive(None);
+                }
+                respond::send(session, &e, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let name = match &route.target {
+            RouteTarget::Single(name) => name.as_str(),
+            RouteTarget::Split { sides, sticky_by } => {
+                let key = sticky_by
+                    .as_ref()
+                    .and_then(|k| sticky_key(k, session, ctx.client_ip));
+                upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+            }
+        };
+        let up = ctx.rt.upstreams.get(name).cloned().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream missing from runtime")
+        })?;
+        let Some(backend) = up.select() else {
+            ctx.failure = Some(GatewayError::NoTargetAvailable {
+                upstream: name.to_string(),
+            });
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no target available",
+            ));
+        };
+        let peer = up.peer(&backend);
+        ctx.upstream = Some(up);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(target) = ctx.upstream_target.take() {
+            req.set_raw_path(target.as_bytes())?;
+        }
+        set_forwarded_headers(session, req, ctx)?;
+        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = ctx.failure.take().or_else(|| GatewayError::from_pingora(e));
+        if ctx.request_id.is_empty() {
+            ctx.request_id = request_id::generate();
+        }
+        let mut code = 0;
+        if let Some(err) = err {
+            tracing::warn!(
+                request_id = %ctx.request_id,
+                route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+                upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str()).unwrap_or("-"),
+                error = %e,
+                "request failed"
+            );
+            if session.response_written().is_none() {
+                // pingora closes the connection after this (`can_reuse_downstream` is not
+                // honoured past peer selection): say so, or the client reuses a dead socket.
+                session.set_keepalive(None);
+                code = respond::send(session, &err, &ctx.request_id)
+                    .await
+                    .unwrap_or(0);
+            } else {
+                // Headers already went out: the only honest signal left is closing the
+                // connection mid-body.
+                code = session
+                    .response_written()
+                    .map(|r| r.status.as_u16())
+                    .unwrap_or(0);
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+        let upstream = ctx
+            .upstream
+            .as_ref()
+            .map(|u| u.spec.name.as_str())
+            .unwrap_or("");
+        let m = &self.shared.metrics;
+        let method = crate::metrics::method_label(&session.req_header().method);
+        let mut buf = [0u8; 3];
+        m.requests
+            .with_label_values(&[route, method, status_str(status, &mut buf), upstream])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // `fail_to_proxy` logs failures with the request id and route.
+        true
+    }
+}
+
+/// Admission, in order: framing → path normalisation → route.
+fn admit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    if has_content_length_and_chunked(session) {
+        return Err(GatewayError::AmbiguousFraming);
+    }
+    let req = session.req_header();
+    let normalised = path::normalize(req.uri.path(), ctx.rt.loaded.config.encoded_slashes)
+        .map_err(GatewayError::BadPath)?;
+    let mut host_buf = String::new();
+    let facts = RequestFacts {
+        method: &req.method,
+        path: &normalised,
+        host: routing::request_host(&req.uri, &req.headers, &mut host_buf),
+        headers: &req.headers,
+    };
+    let route = ctx
+        .rt
+        .routes
+        .find(&facts)
+        .cloned()
+        .ok_or(GatewayError::NoRoute)?;
+    let forwarded_path = routing::rewrite_path(route.rewrite.as_ref(), &normalised);
+    let path_out: &str = forwarded_path.as_deref().unwrap_or(&normalised);
+    let target = match req.uri.query() {
+        Some(q) => format!("{path_out}?{q}"),
+        None => path_out.to_string(),
+    };
+    if target.as_bytes() != req.raw_path() {
+        ctx.upstream_target = Some(target);
+    }
+    ctx.route = Some(route);
+    Ok(())
+}
+
+/// pingora accepts `Content-Length` together with `Transfer-Encoding` (dropping the length, as
+/// RFC 9112 allows); we refuse it, because a proxy chain that disagrees on framing is how
+/// request smuggling starts. The check reads the raw header block only when TE is present.
+fn has_content_length_and_chunked(session: &Session) -> bool {
+    if !session
+        .req_header()
+        .headers
+        .contains_key(header::TRANSFER_ENCODING)
+    {
+        return false;
+    }
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return false;
+    };
+    let raw = h1.get_headers_raw_bytes();
+    raw.split(|&b| b == b'\n')
+        .skip(1)
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
+}
+
+fn incoming_request_id(session: &Session) -> String {
+    session
+        .req_header()
+        .headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| request_id::accept(v.as_bytes()))
+        .map(str::to_string)
+        .unwrap_or_else(request_id::generate)
+}
+
+fn client_ip(session: &Session, rt: &Runtime) -> Option<IpAddr> {
+    let peer = session.client_addr()?.as_inet()?.ip();
+    let xff = session.req_header().headers.get_all(&X_FORWARDED_FOR);
+    Some(forwarding::client_ip(
+        peer,
+        xff.iter().map(|v| v.as_bytes()),
+        &rt.loaded.config.trusted_proxies,
+    ))
+}
+
+fn set_forwarded_headers(
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let trusted = &ctx.rt.loaded.config.trusted_proxies;
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let peer_trusted = peer.is_some_and(|p| forwarding::is_trusted(p, trusted));
+    if let Some(peer) = peer {
+        let xff = forwarding::forwarded_for(
+            peer,
+            session
+                .req_header()
+                .headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.as_bytes()),
+            trusted,
+        );
+        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+    }
+    let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let incoming_proto = session
+        .req_header()
+        .headers
+        .get(&X_FORWARDED_PROTO)
+        .map(|v| v.as_bytes());
+    let proto = match incoming_proto {
+        Some(p @ (b"http" | b"https")) if peer_trusted => std::str::from_utf8(p).unwrap_or("http"),
+        _ if is_tls => "https",
+        _ => "http",
+    };
+    req.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
+    let incoming_host = session.req_header().headers.get(&X_FORWARDED_HOST).cloned();
+    let host = match incoming_host {
+        Some(h) if peer_trusted => Some(h),
+        _ => session
+            .req_header()
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| {
+                session
+                    .req_header()
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            }),
+    };
+    match host {
+        Some(h) => req.insert_header(X_FORWARDED_HOST.clone(), h)?,
+        None => {
+            req.remove_header(&X_FORWARDED_HOST);
+        }
+    }
+    Ok(())
+}
+
+/// The stickiness key of a request, if it has one.
+fn sticky_key(key: &StickyKey, session: &Session, client_ip: Option<IpAddr>) -> Option<Vec<u8>> {
+    let headers = &session.req_header().headers;
+    match key {
+        StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        StickyKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec()),
+        StickyKey::ClientIp => client_ip.map(|ip| ip.to_string().into_bytes()),
+        // Claims arrive with authentication (issue 4); until then there is no claim key.
+        StickyKey::Claim(_) => None,
+    }
+}
+
+/// The status as a 3-digit label without allocating.
+fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
+    let s = status.min(999);
+    buf[0] = b'0' + (s / 100) as u8;
+    buf[1] = b'0' + (s / 10 % 10) as u8;
+    buf[2] = b'0' + (s % 10) as u8;
+    std::str::from_utf8(buf).unwrap_or("000")
+}

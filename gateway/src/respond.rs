@@ -1,0 +1,217 @@
+//! The one place where gateway errors become HTTP responses: RFC 9457 problem+json with
+//! `type`, `title`, `status`, `detail` and `request_id`. Used by early rejections in
+//! `request_filter` and by `fail_to_proxy`. Internal details (addresses, error chains) go to
+//! the log, never into a body.
+
+use bytes::Bytes;
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::path::PathError;
+
+/// Everything the gateway itself can answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    NoRoute,
+    BadPath(PathError),
+    AmbiguousFraming,
+    BadRequest,
+    NoTargetAvailable {
+        upstream: String,
+    },
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamBadResponse,
+    Internal,
+    /// A status decided elsewhere (e.g. an `HTTPStatus` error from pingora).
+    Status(u16),
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: u16,
+    /// The last segment of the `type` URI (`urn:gateway:problem:<slug>`).
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl GatewayError {
+    pub fn problem(&self) -> Problem {
+        let p = |status, slug, title, detail: &str| Problem {
+            status,
+            slug,
+            title,
+            detail: detail.to_string(),
+        };
+        match self {
+            GatewayError::NoRoute => p(
+                404,
+                "no-route",
+                "No route",
+                "No route matches this request.",
+            ),
+            GatewayError::BadPath(e) => p(400, "bad-path", "Bad request path", &e.to_string()),
+            GatewayError::AmbiguousFraming => p(
+                400,
+                "ambiguous-framing",
+                "Ambiguous message framing",
+                "The request has both Content-Length and Transfer-Encoding.",
+            ),
+            GatewayError::BadRequest => p(
+                400,
+                "bad-request",
+                "Bad request",
+                "The request could not be read.",
+            ),
+            GatewayError::NoTargetAvailable { .. } => p(
+                503,
+                "upstream-unavailable",
+                "Service unavailable",
+                "No target of the upstream can take the request right now.",
+            ),
+            GatewayError::UpstreamUnreachable => p(
+                502,
+                "upstream-unreachable",
+                "Bad gateway",
+                "The upstream service could not be reached.",
+            ),
+            GatewayError::UpstreamTimeout => p(
+                504,
+                "upstream-timeout",
+                "Gateway timeout",
+                "The upstream service did not answer in time.",
+            ),
+            GatewayError::UpstreamBadResponse => p(
+                502,
+                "upstream-bad-response",
+                "Bad gateway",
+                "The upstream service sent an invalid response.",
+            ),
+            GatewayError::Internal => p(
+                500,
+                "internal",
+                "Internal error",
+                "The gateway failed to handle the request.",
+            ),
+            GatewayError::Status(code) => {
+                let title = http::StatusCode::from_u16(*code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Error");
+                Problem {
+                    status: *code,
+                    slug: "status",
+                    title,
+                    detail: title.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Classifies a pingora error. `None`: the client connection is gone, answer nothing.
+    pub fn from_pingora(e: &Error) -> Option<GatewayError> {
+        use ErrorType::*;
+        if let HTTPStatus(code) = e.etype() {
+            return Some(GatewayError::Status(*code));
+        }
+        match e.esource() {
+            ErrorSource::Upstream => Some(match e.etype() {
+                ConnectTimedout | ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout,
+                ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+                | TLSHandshakeFailure | TLSHandshakeTimedout | BindError | SocketError => {
+                    GatewayError::UpstreamUnreachable
+                }
+                InvalidHTTPHeader | H1Error | H2Error | InvalidH2 => {
+                    GatewayError::UpstreamBadResponse
+                }
+                _ => GatewayError::UpstreamUnreachable,
+            }),
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed | WriteTimedout | ReadTimedout => None,
+                _ => Some(GatewayError::BadRequest),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(GatewayError::Internal),
+        }
+    }
+}
+
+/// The JSON body of a problem.
+pub fn body(problem: &Problem, request_id: &str) -> Vec<u8> {
+    let v = serde_json::json!({
+        "type": format!("urn:gateway:problem:{}", problem.slug),
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "request_id": request_id,
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// The response header of a problem with `len` bytes of body.
+pub fn header(
+    problem: &Problem,
+    request_id: &str,
+    len: usize,
+) -> pingora_error::Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(problem.status, Some(5))?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/problem+json")?;
+    h.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    h.insert_header(crate::request_id::HEADER, request_id)?;
+    Ok(h)
+}
+
+/// Writes `err` as the whole response. Returns the status written.
+pub async fn send(
+    session: &mut Session,
+    err: &GatewayError,
+    request_id: &str,
+) -> pingora_error::Result<u16> {
+    let problem = err.problem();
+    let body = body(&problem, request_id);
+    let header = header(&problem, request_id, body.len())?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(problem.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_504_and_refusals_502() {
+        let mut e = Error::new(ErrorType::ConnectTimedout);
+        e.as_up();
+        assert_eq!(
+            GatewayError::from_pingora(&e),
+            Some(GatewayError::UpstreamTimeout)
+        );
+        let mut e = Error::new(ErrorType::ConnectRefused);
+        e.as_up();
+        assert_eq!(
+            GatewayError::from_pingora(&e).unwrap().problem().status,
+            502
+        );
+        let mut e = Error::new(ErrorType::ReadError);
+        e.as_down();
+        assert_eq!(GatewayError::from_pingora(&e), None);
+    }
+
+    #[test]
+    fn body_has_every_member() {
+        let b = body(&GatewayError::NoRoute.problem(), "rid-1");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["type"], "urn:gateway:problem:no-route");
+        assert_eq!(v["request_id"], "rid-1");
+        assert!(v["title"].is_string() && v["detail"].is_string());
+    }
+}

@@ -1,0 +1,235 @@
+//! Process state: the active [`Runtime`] (config + everything built from it) behind an
+//! `ArcSwap`, and the handles that live as long as the process (metrics, TLS resolver, drain).
+//!
+//! A reload builds a complete new `Runtime` first and swaps it in with one atomic store; a
+//! request holds the `Arc<Runtime>` it started with, so it finishes on that config.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use pingora_rustls::sign::CertifiedKey;
+
+use crate::config::{self, LoadError, Loaded};
+use crate::metrics::Metrics;
+use crate::routing::RouteTable;
+use crate::tls::CertResolver;
+use crate::upstream::Upstream;
+
+/// One loaded config and everything built from it.
+pub struct Runtime {
+    pub loaded: Loaded,
+    pub loaded_at: SystemTime,
+    pub routes: RouteTable,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub cert: Option<Arc<CertifiedKey>>,
+}
+
+impl Runtime {
+    /// Builds the runtime objects (resolves targets, loads the certificate).
+    pub fn build(loaded: Loaded) -> Result<Runtime, String> {
+        let mut upstreams = HashMap::new();
+        for (name, spec) in &loaded.config.upstreams {
+            upstreams.insert(name.clone(), Arc::new(Upstream::build(spec.clone())?));
+        }
+        let cert = match &loaded.config.tls {
+            Some(t) => Some(crate::tls::load_certified_key(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        Ok(Runtime {
+            routes: RouteTable::new(&loaded.config.routes),
+            loaded_at: SystemTime::now(),
+            upstreams,
+            cert,
+            loaded,
+        })
+    }
+}
+
+/// Why a reload did not take effect.
+#[derive(Debug)]
+pub enum ReloadError {
+    Invalid(LoadError),
+    Build(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Invalid(e) => write!(f, "{e}"),
+            ReloadError::Build(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Loads and builds a runtime from a file.
+pub fn load_runtime(path: &std::path::Path) -> Result<Runtime, ReloadError> {
+    let loaded = config::load_file(path).map_err(ReloadError::Invalid)?;
+    Runtime::build(loaded).map_err(ReloadError::Build)
+}
+
+/// Per-process state shared by the proxy, the admin listener and the reloader.
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub config_path: PathBuf,
+    pub metrics: Metrics,
+    pub cert_resolver: Option<Arc<CertResolver>>,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    last_reload_error: Mutex<Option<String>>,
+}
+
+/// Outcome of a successful reload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    Changed { hash: String },
+    Unchanged,
+}
+
+impl Shared {
+    pub fn new(config_path: PathBuf, runtime: Runtime) -> Arc<Shared> {
+        let cert_resolver = runtime.cert.clone().map(|c| Arc::new(CertResolver::new(c)));
+        let metrics = Metrics::new();
+        metrics.last_reload_successful.set(1);
+        metrics
+            .last_reload_success_time
+            .set(unix_seconds(runtime.loaded_at));
+        Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            config_path,
+            metrics,
+            cert_resolver,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_reload_error: Mutex::new(None),
+        })
+    }
+
+    /// The active runtime (an `Arc` the caller may keep for the whole request).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Re-reads the config file (and the certificate it names); swaps it in only if it
+    /// validates and builds.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let current = self.runtime.load();
+        let result = load_runtime(&self.config_path).map(|rt| {
+            // Swapped even when the file is unchanged: the certificate files may have been
+            // renewed (SIGHUP after a renewal must pick them up).
+            let changed = rt.loaded.hash != current.loaded.hash;
+            let restart_needed = restart_only_changes(&current.loaded.config, &rt.loaded.config);
+            for what in restart_needed {
+                tracing::warn!(
+                    setting = what,
+                    "changed in the file; takes effect after a restart"
+                );
+            }
+            if let (Some(resolver), Some(cert)) = (&self.cert_resolver, &rt.cert) {
+                resolver.set(cert.clone());
+            }
+            let hash = rt.loaded.hash.clone();
+            self.runtime.store(Arc::new(rt));
+            if changed {
+                Reloaded::Changed { hash }
+            } else {
+                Reloaded::Unchanged
+            }
+        });
+        let m = &self.metrics;
+        match &result {
+            Ok(_) => {
+                m.reloads.with_label_values(&["success"]).inc();
+                m.last_reload_successful.set(1);
+                m.last_reload_success_time
+                    .set(unix_seconds(SystemTime::now()));
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(e) => {
+                m.reloads.with_label_values(&["failure"]).inc();
+                m.last_reload_successful.set(0);
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// The error of the last reload attempt, if it failed.
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.metrics.in_flight.inc();
+        InFlight(self.clone())
+    }
+}
+
+/// Decrements the in-flight count when the request's context is dropped.
+pub struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+/// Settings a reload cannot apply to a running process (listeners and threads are fixed).
+fn restart_only_changes(
+    old: &config::model::Config,
+    new: &config::model::Config,
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen != new.listen {
+        out.push("listen");
+    }
+    if old.admin_listen != new.admin_listen {
+        out.push("admin.listen");
+    }
+    if old.tls.as_ref().map(|t| t.listen) != new.tls.as_ref().map(|t| t.listen) {
+        out.push("tls.listen");
+    }
+    if old.server.threads != new.server.threads {
+        out.push("server.threads");
+    }
+    if old.server.upstream_keepalive_pool != new.server.upstream_keepalive_pool {
+        out.push("server.upstream_keepalive_pool");
+    }
+    if old.server.drain_timeout != new.server.drain_timeout {
+        out.push("server.drain_timeout");
+    }
+    out
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

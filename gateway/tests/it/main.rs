@@ -1,0 +1,14 @@
+//! Gateway integration tests: the real `gateway` binary and real `echo` origins on 127.0.0.1
+//! ephemeral ports. One test binary with a module per area (one link, not twelve).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod cli;
+mod drain;
+mod errors;
+mod framing;
+mod reload;
+mod routing;
+mod streaming;
+mod tls;

@@ -1,0 +1,184 @@
+//! Handles for the real processes these tests run: the `gateway` binary and `echo` origins,
+//! each on an ephemeral port, each stopped by PID when dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::{Proc, cargo_bin, free_port, wait_http_ok};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const START: Duration = Duration::from_secs(20);
+
+pub struct Echo {
+    /// Held so the process lives as long as the handle.
+    _proc: Proc,
+    pub port: u16,
+}
+
+impl Echo {
+    pub async fn start(name: &str) -> Echo {
+        let port = free_port();
+        Self::start_on(name, port).await
+    }
+
+    pub async fn start_on(name: &str, port: u16) -> Echo {
+        let mut cmd = Command::new(cargo_bin("echo"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name]);
+        let proc = Proc::spawn(&format!("echo {name}"), cmd);
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), START).await;
+        Echo { _proc: proc, port }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Gateway {
+    pub proc: Proc,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// `listen`, `admin` and one thread, prepended to a test's routes and upstreams.
+pub fn preamble(port: u16, admin: u16) -> String {
+    format!(
+        "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nserver: {{ threads: 1, reload_debounce: 50ms, drain_timeout: 10s }}\n"
+    )
+}
+
+impl Gateway {
+    /// Starts the gateway with `body` (upstreams, routes, ...) after the preamble.
+    pub async fn start(body: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin) = (free_port(), free_port());
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, format!("{}{body}", preamble(port, admin))).unwrap();
+        Self::start_with(dir, config, port, admin).await
+    }
+
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        port: u16,
+        admin: u16,
+    ) -> Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info");
+        let proc = Proc::spawn("gateway", cmd);
+        wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), START).await;
+        Gateway {
+            proc,
+            port,
+            admin,
+            dir,
+            config,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    /// Rewrites the config file in place (same inode), keeping the preamble.
+    pub fn write_config(&self, body: &str) {
+        std::fs::write(
+            &self.config,
+            format!("{}{body}", preamble(self.port, self.admin)),
+        )
+        .unwrap();
+    }
+
+    pub async fn metrics(&self) -> String {
+        testkit::http_client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of a metric line (exact series text before the value), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+    }
+}
+
+/// A raw HTTP/1.1 exchange: writes `request` bytes, reads until the server closes.
+/// For requests a well-behaved client library would refuse to send or would normalise.
+pub async fn raw(port: u16, request: &[u8]) -> RawResponse {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    RawResponse::parse(&buf)
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawResponse {
+    fn parse(buf: &[u8]) -> RawResponse {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        RawResponse {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        // Bodies of small responses here are not chunked (content-length is set).
+        serde_json::from_str(self.body.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// GET through the gateway and parse the echo's JSON answer.
+pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut req = testkit::http_client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and every test, as CI does. On a fresh Debian 12 machine it first installs
+# what is missing (scripts/setup.sh). Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+scripts/setup.sh
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "building the binaries the tests run"
+cargo build --workspace --bins --locked
+
+say "cargo test"
+cargo test --workspace --locked -- --test-threads 4

@@ -1,0 +1,218 @@
+//! Test support shared by every crate's integration tests.
+//!
+//! Tests here run the real thing: real binaries on `127.0.0.1` ephemeral ports, real HTTP.
+//! This crate gives them the few pieces they all need:
+//!
+//! - [`free_port`]: an ephemeral port that was free a moment ago (the OS picks it);
+//! - [`cargo_bin`]: the path of a workspace binary (built by `cargo build --workspace --bins`,
+//!   which `scripts/test.sh` runs before the tests);
+//! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
+//! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
+//! - [`workspace_root`]: to find `config/` and the Python venv.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An ephemeral TCP port on 127.0.0.1 that was free when this returned.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The path of a binary built from this workspace, next to the running test executable.
+///
+/// Panics with the command to run when the binary has not been built.
+pub fn cargo_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>  ->  target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The Python interpreter of the project's venv (`.venv/`, made by `scripts/python-env.sh`).
+pub fn venv_python() -> PathBuf {
+    let path = workspace_root().join(".venv/bin/python");
+    assert!(
+        path.exists(),
+        "{} not found: run `scripts/python-env.sh` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose stdout and stderr go to files in its own temp dir.
+/// Dropping it kills the process (by its PID, which only this handle knows).
+pub struct Proc {
+    name: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Starts `cmd` with its output captured. The command's other settings are kept.
+    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Sends a signal (e.g. "HUP", "TERM") to the process by PID.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code (None: killed by a
+    /// signal), or panics if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("process already reaped");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}; stderr:\n{}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::yield_now();
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
+                self.name,
+                tail(&self.stdout(), 4000),
+                self.name,
+                tail(&self.stderr(), 4000)
+            );
+        }
+    }
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    let start = s.len().saturating_sub(max);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+/// Retries `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until `GET url` answers 2xx.
+pub async fn wait_http_ok(url: &str, timeout: Duration) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    eventually(&format!("GET {url} to answer 2xx"), timeout, || {
+        let client = client.clone();
+        async move {
+            match client.get(url).send().await {
+                Ok(resp) if resp.status().is_success() => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
+/// A plain HTTP client for tests: no proxy from the environment, no connection reuse surprises.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
