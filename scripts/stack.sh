@@ -2,10 +2,10 @@
 # Builds and starts the local stack with embedded defaults, in the foreground; Ctrl-C stops it.
 #
 #   gateway        http://127.0.0.1:8080   (admin http://127.0.0.1:9901)   routes: config/gateway.yaml
-#   auth-service   http://127.0.0.1:8001   (SQLite in data/auth.db)         when built
-#   monolith       http://127.0.0.1:8000   (stand-in: the echo origin, until backends/monolith lands)
-#   notifications  http://127.0.0.1:8002   (stand-in: echo)
-#   payments       http://127.0.0.1:8003   (stand-in: echo)
+#   auth-service   http://127.0.0.1:8001   (SQLite in data/auth.db)
+#   monolith       http://127.0.0.1:8000   (Django + DRF under gunicorn, SQLite in data/monolith.sqlite3)
+#   notifications  http://127.0.0.1:8002   (Rust, extracted from the monolith)
+#   payments       http://127.0.0.1:8003   (Rust, the canary side of /api/payments/)
 #
 # Logs go to .stack/logs/. Edit config/gateway.yaml while it runs: the gateway reloads it.
 set -euo pipefail
@@ -49,27 +49,42 @@ wait_up() { # name url
 }
 
 bin=target/debug
-start monolith 8000 "$bin/echo" --listen 127.0.0.1:8000 --name monolith
-start notifications 8002 "$bin/echo" --listen 127.0.0.1:8002 --name notifications
-start payments 8003 "$bin/echo" --listen 127.0.0.1:8003 --name payments
-if [ -x "$bin/auth-service" ] && "$bin/auth-service" --help 2>/dev/null | grep -q serve; then
-  start auth-service 8001 "$bin/auth-service" serve --config config/auth-service.yaml
-  wait_up auth-service http://127.0.0.1:8001/healthz
-fi
+start auth-service 8001 "$bin/auth-service" serve --config config/auth-service.yaml
+start notifications 8002 "$bin/notifications" --listen 127.0.0.1:8002
+start payments 8003 "$bin/payments" --listen 127.0.0.1:8003
+start monolith 8000 env MONOLITH_BIND=127.0.0.1:8000 MONOLITH_DB="$PWD/data/monolith.sqlite3" \
+  JWK_URL=http://127.0.0.1:8001/.well-known/jwks.json JWT_ISSUER=http://127.0.0.1:8001 \
+  NOTIFICATIONS_URL=http://127.0.0.1:8002 \
+  sh -c 'cd backends/monolith && exec ../../.venv/bin/gunicorn -c gunicorn.conf.py'
+wait_up auth-service http://127.0.0.1:8001/healthz
+wait_up notifications http://127.0.0.1:8002/healthz
+wait_up payments http://127.0.0.1:8003/healthz
 wait_up monolith http://127.0.0.1:8000/healthz
 start gateway 8080 "$bin/gateway" run --config config/gateway.yaml
 wait_up gateway http://127.0.0.1:9901/readyz
 
-cat <<TXT
+cat <<'TXT'
 
-The stack is up. Try:
-  curl -s localhost:8080/api/orders/?page=1            # -> monolith
-  curl -s localhost:8080/api/notifications/            # -> notifications
-  curl -s -b sessionid=alice localhost:8080/api/payments/  # -> payments (10%) or monolith, sticky per session
-  curl -s localhost:8080/api/../api/notifications/x    # normalised before routing
-  curl -s localhost:9901/admin/routes                  # routes in precedence order
-  curl -s localhost:9901/metrics | grep gateway_       # Prometheus metrics
-  target/debug/gateway explain --config config/gateway.yaml GET /api/payments/1
+The stack is up: gateway http://127.0.0.1:8080 (admin :9901), auth-service :8001,
+monolith :8000, notifications :8002, payments :8003. Walk through it (needs curl and jq):
+
+  # register and log in (through the gateway)
+  curl -s localhost:8080/api/auth/register -H 'content-type: application/json' \
+       -d '{"email":"ada@example.com","password":"correct horse battery"}'
+  TOKEN=$(curl -s localhost:8080/api/auth/login -H 'content-type: application/json' \
+       -d '{"email":"ada@example.com","password":"correct horse battery"}' | jq -r .access_token)
+
+  # place an order in the monolith; its order_placed signal notifies the notifications service
+  curl -s localhost:8080/api/orders/ -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+       -d '{"items":[{"sku":"BOOK","quantity":2,"unit_price":"12.50"}]}'
+  curl -s localhost:8080/api/notifications/ -H "authorization: Bearer $TOKEN"   # served by notifications
+  curl -s -i localhost:8080/api/payments/ -H "authorization: Bearer $TOKEN" | grep -i x-served-by
+                                                     # payments (10%) or monolith, sticky per user
+  curl -s localhost:8080/api/orders/                 # 401 from the monolith: anonymous
+  curl -s localhost:9901/admin/routes | jq '.routes[].name'
+  curl -s localhost:9901/metrics | grep '^gateway_requests_total'
+  target/debug/gateway explain --config config/gateway.yaml GET /api/payments/
+
 Edit config/gateway.yaml and save: the gateway reloads it (a broken file is refused and logged).
 Logs: .stack/logs/   Ctrl-C stops everything.
 TXT

@@ -18,3 +18,9 @@ cargo build --workspace --bins --locked
 
 say "cargo test"
 cargo test --workspace --locked -- --test-threads 4
+
+say "monolith tests (Django)"
+(cd backends/monolith && ../../.venv/bin/python manage.py test --verbosity 1)
+
+say "deploy files agree with the code (pytest)"
+GATEWAY_BIN="$PWD/target/debug/gateway" .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests

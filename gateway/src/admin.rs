@@ -4,7 +4,7 @@
 //! | path | answers |
 //! |---|---|
 //! | `/healthz` | 200 while the process runs |
-//! | `/readyz` | 200 when a config is active and the gateway is not draining, else 503 |
+//! | `/readyz` | 200 when the gateway is not draining and (with `auth:`) the JWKS is loaded, else 503 |
 //! | `/metrics` | Prometheus text format |
 //! | `/admin/config` | path, hash and load time of the active config, the last reload error, the YAML |
 //! | `/admin/routes` | routes in precedence order, with their match, upstreams and rewrite |
@@ -17,7 +17,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
-use crate::config::model::{HostMatch, PathMatch, Rewrite, RouteSpec, RouteTarget};
+use crate::config::model::{HostMatch, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget};
 use crate::state::Shared;
 
 pub struct AdminApp {
@@ -35,13 +35,13 @@ impl AdminApp {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => {
-                if self.shared.is_draining() {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                } else {
-                    text(StatusCode::OK, "ready\n")
-                }
-            }
+            "/readyz" => match self.shared.readiness() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("not ready: {why}\n"),
+                ),
+            },
             "/metrics" => Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
@@ -110,7 +110,20 @@ pub fn route_json(r: &RouteSpec) -> serde_json::Value {
         },
         "target": target,
         "rewrite": rewrite,
+        "auth": auth_json(&r.auth),
     })
+}
+
+/// A route's auth rule as JSON / text.
+pub fn auth_json(a: &RouteAuth) -> serde_json::Value {
+    match a {
+        RouteAuth::None => json!("none"),
+        RouteAuth::Optional => json!("optional"),
+        RouteAuth::Required { roles, scopes } if roles.is_empty() && scopes.is_empty() => {
+            json!("required")
+        }
+        RouteAuth::Required { roles, scopes } => json!({ "roles": roles, "scopes": scopes }),
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {

@@ -209,6 +209,7 @@ impl Validator<'_> {
                 .unwrap_or(EncodedSlashes::Reject),
         };
 
+        let auth = top.auth.and_then(|v| self.auth(v));
         let raw_upstreams = top.upstreams.unwrap_or_default();
         // Upstreams that exist but failed validation are not also reported as unknown by routes.
         let declared: Vec<String> = raw_upstreams.keys().cloned().collect();
@@ -231,7 +232,7 @@ impl Validator<'_> {
         }
         for (i, v) in raw_routes.into_iter().enumerate() {
             let path = format!("routes[{i}]");
-            if let Some(r) = self.route(i, v, &path, &upstreams, &declared) {
+            if let Some(r) = self.route(i, v, &path, &upstreams, &declared, auth.is_some()) {
                 if let Some(first) = seen_names.get(&r.name) {
                     let first = *first;
                     self.err(
@@ -255,8 +256,97 @@ impl Validator<'_> {
             server: server?,
             trusted_proxies: trusted_proxies?,
             encoded_slashes,
+            auth,
             upstreams,
             routes,
+        })
+    }
+
+    fn auth(&mut self, v: serde_json::Value) -> Option<AuthConfig> {
+        let a: file::Auth = self.decode(v, "auth")?;
+        let before = self.errors.len();
+        if a.issuer.trim().is_empty() {
+            self.err(
+                "auth.issuer",
+                "must not be empty: it is compared with every token's `iss`",
+            );
+        }
+        if a.audiences.is_empty() || a.audiences.iter().any(|s| s.trim().is_empty()) {
+            self.err(
+                "auth.audiences",
+                "list at least one audience; every token's `aud` must contain one of them",
+            );
+        }
+        match http::Uri::from_str(&a.jwks_url) {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => self.err(
+                "auth.jwks_url",
+                format!(
+                    "invalid URL \"{}\": expected http(s)://host[:port]/path",
+                    a.jwks_url
+                ),
+            ),
+        }
+        let mut algorithms = Vec::new();
+        if a.algorithms.is_empty() {
+            self.err(
+                "auth.algorithms",
+                "list the accepted algorithms, e.g. [RS256]",
+            );
+        }
+        for (i, name) in a.algorithms.iter().enumerate() {
+            let at = format!("auth.algorithms[{i}]");
+            match jsonwebtoken::Algorithm::from_str(name) {
+                Ok(alg) if name.starts_with("HS") => {
+                    let _ = alg;
+                    self.err(&at, format!("\"{name}\" is a shared-secret algorithm; a gateway verifying against a JWKS accepts only public-key algorithms (RS*, PS*, ES*, EdDSA)"));
+                }
+                Ok(alg) => algorithms.push(alg),
+                Err(_) => self.err(&at, format!("unknown algorithm \"{name}\": use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA")),
+            }
+        }
+        let mut claims_to_headers = Vec::new();
+        for (claim, header) in &a.claims_to_headers {
+            match HeaderName::from_str(header) {
+                Ok(h) => claims_to_headers.push((claim.clone(), h)),
+                Err(_) => self.err(
+                    &format!("auth.claims_to_headers.{claim}"),
+                    format!("invalid header name \"{header}\""),
+                ),
+            }
+        }
+        let max_token_bytes = a.max_token_bytes.unwrap_or(defaults::MAX_TOKEN_BYTES);
+        if max_token_bytes < 256 {
+            self.err("auth.max_token_bytes", "must be at least 256");
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(AuthConfig {
+            issuer: a.issuer,
+            audiences: a.audiences,
+            jwks_url: a.jwks_url,
+            algorithms,
+            leeway: a.leeway.map(|d| d.0).unwrap_or(defaults::AUTH_LEEWAY),
+            claims_to_headers,
+            jwks_refresh_interval: a
+                .jwks_refresh_interval
+                .map(|d| d.0)
+                .unwrap_or(defaults::JWKS_REFRESH_INTERVAL),
+            jwks_min_refresh_interval: a
+                .jwks_min_refresh_interval
+                .map(|d| d.0)
+                .unwrap_or(defaults::JWKS_MIN_REFRESH_INTERVAL),
+            jwks_unknown_kid_cooldown: a
+                .jwks_unknown_kid_cooldown
+                .map(|d| d.0)
+                .unwrap_or(defaults::JWKS_UNKNOWN_KID_COOLDOWN),
+            jwks_timeout: a
+                .jwks_timeout
+                .map(|d| d.0)
+                .unwrap_or(defaults::JWKS_TIMEOUT),
+            max_token_bytes,
+            token_cache_size: a.token_cache_size.unwrap_or(defaults::TOKEN_CACHE_SIZE),
         })
     }
 
@@ -410,8 +500,35 @@ impl Validator<'_> {
         path: &str,
         upstreams: &BTreeMap<String, Arc<UpstreamSpec>>,
         declared: &[String],
+        auth_configured: bool,
     ) -> Option<RouteSpec> {
         let r: file::Route = self.decode(v, path)?;
+        let route_auth = match r.auth {
+            None | Some(file::RouteAuth::Mode(file::AuthMode::None)) => RouteAuth::None,
+            Some(file::RouteAuth::Mode(file::AuthMode::Optional)) => RouteAuth::Optional,
+            Some(file::RouteAuth::Mode(file::AuthMode::Required)) => RouteAuth::Required {
+                roles: vec![],
+                scopes: vec![],
+            },
+            Some(file::RouteAuth::Rules(rules)) => RouteAuth::Required {
+                roles: rules.roles,
+                scopes: rules.scopes,
+            },
+        };
+        if route_auth != RouteAuth::None && !auth_configured {
+            self.err(
+                &join(path, "auth"),
+                "this route checks tokens, but there is no top-level `auth:` block (issuer, audiences, jwks_url, algorithms)",
+            );
+        }
+        if let Some(StickyKey::Claim(_)) = r.sticky_by.as_deref().and_then(|s| parse_sticky(s).ok())
+            && route_auth == RouteAuth::None
+        {
+            self.err(
+                &join(path, "sticky_by"),
+                "a claim is only known on routes that check tokens: set `auth: optional` or `auth: required`",
+            );
+        }
         let errors_before = self.errors.len();
         if !valid_name(&r.name) {
             self.err(
@@ -538,6 +655,7 @@ impl Validator<'_> {
             matcher: matcher?,
             target: target?,
             rewrite,
+            auth: route_auth,
         })
     }
 

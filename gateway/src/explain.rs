@@ -127,6 +127,23 @@ pub fn explain(
         None => forwarded,
     };
     let _ = writeln!(out, "forwarded: {forwarded}");
+    let auth = match &route.auth {
+        crate::config::model::RouteAuth::None => "none".to_string(),
+        crate::config::model::RouteAuth::Optional => {
+            "optional (no token: anonymous; a bad token: 401)".to_string()
+        }
+        crate::config::model::RouteAuth::Required { roles, scopes } => {
+            let mut s = "required".to_string();
+            if !roles.is_empty() {
+                s.push_str(&format!(", one of roles [{}]", roles.join(", ")));
+            }
+            if !scopes.is_empty() {
+                s.push_str(&format!(", all of scopes [{}]", scopes.join(", ")));
+            }
+            s
+        }
+    };
+    let _ = writeln!(out, "auth:      {auth}");
     let _ = writeln!(
         out,
         "headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID"

@@ -12,6 +12,7 @@
 //! | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
 //! | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | [`request_id`] | `X-Request-ID` validation and generation |
+//! | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
 //! | [`respond`] | the one error type and its problem+json response |
 //! | [`proxy`] | the pingora phases; each delegates to the modules above |
 //! | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
@@ -24,11 +25,11 @@
 //!
 //! ## The request path
 //! ```text
-//! request_filter ── request id ─ framing check ─ normalise path ─ route ──(reject: problem+json)
+//! request_filter ── request id ─ framing check ─ normalise path ─ route ─ authenticate ──(reject: problem+json)
 //!      │
 //! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random)
 //!      │
-//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID
+//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ identity headers
 //!      │
 //! response_filter ─ X-Request-ID            fail_to_proxy ─ 502 / 504 / 503 problem+json
 //!      │
@@ -36,6 +37,7 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod explain;
 pub mod forwarding;

@@ -21,6 +21,16 @@ pub struct Metrics {
     pub last_reload_successful: IntGauge,
     /// `gateway_config_last_reload_success_timestamp_seconds`
     pub last_reload_success_time: Gauge,
+    /// `gateway_auth_rejections_total{route,reason}`
+    pub auth_rejections: IntCounterVec,
+    /// `gateway_auth_token_cache_total{result="hit|miss"}`
+    pub token_cache: IntCounterVec,
+    /// `gateway_jwks_refreshes_total{result="success|failure"}`
+    pub jwks_refreshes: IntCounterVec,
+    /// `gateway_jwks_keys`: keys in the active JWKS.
+    pub jwks_keys: IntGauge,
+    /// `gateway_jwks_last_success_timestamp_seconds`
+    pub jwks_last_success: Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +77,34 @@ impl Metrics {
             "Unix time of the last successful config load.",
         )
         .expect("valid metric");
+        let auth_rejections = IntCounterVec::new(
+            Opts::new(
+                "gateway_auth_rejections_total",
+                "Requests refused by authentication, by route and reason.",
+            ),
+            &["route", "reason"],
+        )
+        .expect("valid metric");
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "gateway_auth_token_cache_total",
+                "Verified-token cache lookups, by result (a hit skips the signature check).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new("gateway_jwks_refreshes_total", "JWKS fetches, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let jwks_keys = IntGauge::new("gateway_jwks_keys", "Signature keys in the active JWKS.")
+            .expect("valid metric");
+        let jwks_last_success = Gauge::new(
+            "gateway_jwks_last_success_timestamp_seconds",
+            "Unix time of the last successful JWKS fetch.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -74,12 +112,23 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(last_reload_successful.clone()),
             Box::new(last_reload_success_time.clone()),
+            Box::new(auth_rejections.clone()),
+            Box::new(token_cache.clone()),
+            Box::new(jwks_refreshes.clone()),
+            Box::new(jwks_keys.clone()),
+            Box::new(jwks_last_success.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
         // Show both results from the start so dashboards and alerts see zeros, not gaps.
         reloads.with_label_values(&["success"]);
         reloads.with_label_values(&["failure"]);
+        for r in ["success", "failure"] {
+            jwks_refreshes.with_label_values(&[r]);
+        }
+        for r in ["hit", "miss"] {
+            token_cache.with_label_values(&[r]);
+        }
         Metrics {
             registry,
             requests,
@@ -88,6 +137,11 @@ impl Metrics {
             reloads,
             last_reload_successful,
             last_reload_success_time,
+            auth_rejections,
+            token_cache,
+            jwks_refreshes,
+            jwks_keys,
+            jwks_last_success,
         }
     }
 

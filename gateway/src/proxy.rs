@@ -4,9 +4,9 @@
 //!
 //! | phase | does |
 //! |---|---|
-//! | `request_filter` | admit: request id → framing check → normalise path → route; reject early with problem+json |
+//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate; reject early with problem+json |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target |
-//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID` |
+//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
 //! | `response_filter` | echo `X-Request-ID` |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics |
@@ -22,12 +22,13 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::auth::verify::Verified;
 use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Upstream};
-use crate::{forwarding, path, request_id};
+use crate::{auth, forwarding, path, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -56,6 +57,10 @@ pub struct RequestCtx {
     /// incoming request target.
     upstream_target: Option<String>,
     upstream: Option<Arc<Upstream>>,
+    /// The verified token, when the route checked one and the request carried one.
+    identity: Option<Arc<Verified>>,
+    /// `Bearer <token>` when the client spelled the scheme differently.
+    authorization: Option<String>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
     failure: Option<GatewayError>,
     _in_flight: InFlight,
@@ -74,6 +79,8 @@ impl ProxyHttp for Proxy {
             route: None,
             upstream_target: None,
             upstream: None,
+            identity: None,
+            authorization: None,
             failure: None,
             _in_flight: self.shared.enter(),
         }
@@ -82,9 +89,21 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
-        match admit(session, ctx) {
+        let admitted = match admit(session, ctx) {
+            Ok(()) => authenticate(session, ctx).await,
+            Err(e) => Err(e),
+        };
+        match admitted {
             Ok(()) => Ok(false),
             Err(e) => {
+                if let GatewayError::Auth(a) = &e {
+                    let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+                    self.shared
+                        .metrics
+                        .auth_rejections
+                        .with_label_values(&[route, a.reason()])
+                        .inc();
+                }
                 if matches!(e, GatewayError::AmbiguousFraming | GatewayError::BadPath(_)) {
                     // The body's framing can't be trusted: never read another request from it.
                     session.set_keepalive(None);
@@ -107,9 +126,7 @@ impl ProxyHttp for Proxy {
         let name = match &route.target {
             RouteTarget::Single(name) => name.as_str(),
             RouteTarget::Split { sides, sticky_by } => {
-                let key = sticky_by
-                    .as_ref()
-                    .and_then(|k| sticky_key(k, session, ctx.client_ip));
+                let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
                 upstream::pick_side(sides, key.as_deref()).upstream.as_str()
             }
         };
@@ -141,6 +158,15 @@ impl ProxyHttp for Proxy {
         }
         set_forwarded_headers(session, req, ctx)?;
         req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        auth::identity::strip(req, &ctx.rt.identity_headers);
+        if let Some(v) = &ctx.identity {
+            for (name, value) in &v.headers {
+                req.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        if let Some(a) = ctx.authorization.take() {
+            req.insert_header(header::AUTHORIZATION, a)?;
+        }
         Ok(())
     }
 
@@ -257,6 +283,20 @@ fn admit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Authentication, after routing (the route says what it requires).
+async fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let (Some(route), Some(auth)) = (ctx.route.as_ref(), ctx.rt.auth.as_ref()) else {
+        return Ok(());
+    };
+    let admitted = auth
+        .admit(&session.req_header().headers, &route.auth)
+        .await
+        .map_err(GatewayError::Auth)?;
+    ctx.identity = admitted.identity;
+    ctx.authorization = admitted.normalized_authorization;
+    Ok(())
+}
+
 /// pingora accepts `Content-Length` together with `Transfer-Encoding` (dropping the length, as
 /// RFC 9112 allows); we refuse it, because a proxy chain that disagrees on framing is how
 /// request smuggling starts. The check reads the raw header block only when TE is present.
@@ -359,7 +399,7 @@ fn set_forwarded_headers(
 }
 
 /// The stickiness key of a request, if it has one.
-fn sticky_key(key: &StickyKey, session: &Session, client_ip: Option<IpAddr>) -> Option<Vec<u8>> {
+fn sticky_key(key: &StickyKey, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
     let headers = &session.req_header().headers;
     match key {
         StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
@@ -371,9 +411,8 @@ fn sticky_key(key: &StickyKey, session: &Session, client_ip: Option<IpAddr>) -> 
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_bytes().to_vec()),
-        StickyKey::ClientIp => client_ip.map(|ip| ip.to_string().into_bytes()),
-        // Claims arrive with authentication (issue 4); until then there is no claim key.
-        StickyKey::Claim(_) => None,
+        StickyKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
+        StickyKey::Claim(name) => ctx.identity.as_ref().and_then(|v| v.claim_key(name)),
     }
 }
 

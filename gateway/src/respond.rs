@@ -8,6 +8,7 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use crate::auth::AuthError;
 use crate::path::PathError;
 
 /// Everything the gateway itself can answer with.
@@ -24,6 +25,7 @@ pub enum GatewayError {
     UpstreamTimeout,
     UpstreamBadResponse,
     Internal,
+    Auth(AuthError),
     /// A status decided elsewhere (e.g. an `HTTPStatus` error from pingora).
     Status(u16),
 }
@@ -96,6 +98,27 @@ impl GatewayError {
                 "Internal error",
                 "The gateway failed to handle the request.",
             ),
+            GatewayError::Auth(AuthError::Unauthorized(f)) => {
+                p(401, "invalid-token", "Unauthorized", f.detail())
+            }
+            GatewayError::Auth(AuthError::Forbidden) => p(
+                403,
+                "insufficient-scope",
+                "Forbidden",
+                "The token does not carry the role or scope this route requires.",
+            ),
+            GatewayError::Auth(AuthError::InvalidRequest) => p(
+                400,
+                "invalid-request",
+                "Bad request",
+                "The request carries more than one credential.",
+            ),
+            GatewayError::Auth(AuthError::Unavailable) => p(
+                503,
+                "auth-unavailable",
+                "Service unavailable",
+                "Tokens cannot be checked right now.",
+            ),
             GatewayError::Status(code) => {
                 let title = http::StatusCode::from_u16(*code)
                     .ok()
@@ -138,6 +161,28 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// Headers that belong with this error (RFC 6750 §3 challenges, `Retry-After`).
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            GatewayError::Auth(AuthError::Unauthorized(
+                crate::auth::verify::AuthFailure::Missing,
+            )) => &[("www-authenticate", "Bearer realm=\"gateway\"")],
+            GatewayError::Auth(AuthError::Unauthorized(_)) => {
+                &[("www-authenticate", "Bearer error=\"invalid_token\"")]
+            }
+            GatewayError::Auth(AuthError::Forbidden) => {
+                &[("www-authenticate", "Bearer error=\"insufficient_scope\"")]
+            }
+            GatewayError::Auth(AuthError::InvalidRequest) => {
+                &[("www-authenticate", "Bearer error=\"invalid_request\"")]
+            }
+            GatewayError::Auth(AuthError::Unavailable) => &[("retry-after", "5")],
+            _ => &[],
+        }
+    }
+}
+
 /// The JSON body of a problem.
 pub fn body(problem: &Problem, request_id: &str) -> Vec<u8> {
     let v = serde_json::json!({
@@ -172,7 +217,10 @@ pub async fn send(
 ) -> pingora_error::Result<u16> {
     let problem = err.problem();
     let body = body(&problem, request_id);
-    let header = header(&problem, request_id, body.len())?;
+    let mut header = header(&problem, request_id, body.len())?;
+    for (k, v) in err.extra_headers() {
+        header.insert_header(*k, *v)?;
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;

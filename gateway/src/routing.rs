@@ -174,6 +174,7 @@ mod tests {
             matcher,
             target: RouteTarget::Single("u".into()),
             rewrite: None,
+            auth: Default::default(),
         })
     }
 

@@ -14,13 +14,17 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::reload::JwksRefresher;
 use crate::reload::Reloader;
 use crate::state::{self, Shared};
 
 /// Runs the gateway. Returns when the server has stopped.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let runtime = state::load_runtime(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let runtime =
+        state::load_runtime(config_path, None, &metrics).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = &runtime.loaded.config;
     let listen = config.listen;
     let admin_listen = config.admin_listen;
@@ -35,7 +39,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             check_free(what, addr)?;
         }
     }
-    let shared = Shared::new(config_path.to_path_buf(), runtime);
+    let shared = Shared::new(config_path.to_path_buf(), runtime, metrics);
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -67,6 +71,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     server.add_service(background_service(
         "config reloader",
         Reloader::new(shared.clone()),
+    ));
+    server.add_service(background_service(
+        "JWKS refresher",
+        JwksRefresher::new(shared.clone()),
     ));
     spawn_drain_watcher(&server, shared.clone(), settings.drain_timeout);
 

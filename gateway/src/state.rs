@@ -13,6 +13,8 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use pingora_rustls::sign::CertifiedKey;
 
+use crate::auth::Authenticator;
+use crate::auth::identity;
 use crate::config::{self, LoadError, Loaded};
 use crate::metrics::Metrics;
 use crate::routing::RouteTable;
@@ -26,11 +28,19 @@ pub struct Runtime {
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub cert: Option<Arc<CertifiedKey>>,
+    pub auth: Option<Authenticator>,
+    /// `claims_to_headers` names, normalised: stripped from every client request.
+    pub identity_headers: Vec<String>,
 }
 
 impl Runtime {
-    /// Builds the runtime objects (resolves targets, loads the certificate).
-    pub fn build(loaded: Loaded) -> Result<Runtime, String> {
+    /// Builds the runtime objects (resolves targets, loads the certificate, keeps the JWKS of
+    /// `previous` when its URL is unchanged).
+    pub fn build(
+        loaded: Loaded,
+        previous: Option<&Runtime>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Runtime, String> {
         let mut upstreams = HashMap::new();
         for (name, spec) in &loaded.config.upstreams {
             upstreams.insert(name.clone(), Arc::new(Upstream::build(spec.clone())?));
@@ -39,8 +49,28 @@ impl Runtime {
             Some(t) => Some(crate::tls::load_certified_key(&t.cert_file, &t.key_file)?),
             None => None,
         };
+        let auth = match &loaded.config.auth {
+            Some(cfg) => Some(Authenticator::new(
+                cfg,
+                previous.and_then(|p| p.auth.as_ref()),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        let identity_headers = loaded
+            .config
+            .auth
+            .iter()
+            .flat_map(|a| {
+                a.claims_to_headers
+                    .iter()
+                    .map(|(_, h)| identity::normalized(h.as_str()))
+            })
+            .collect();
         Ok(Runtime {
             routes: RouteTable::new(&loaded.config.routes),
+            auth,
+            identity_headers,
             loaded_at: SystemTime::now(),
             upstreams,
             cert,
@@ -66,16 +96,20 @@ impl std::fmt::Display for ReloadError {
 }
 
 /// Loads and builds a runtime from a file.
-pub fn load_runtime(path: &std::path::Path) -> Result<Runtime, ReloadError> {
+pub fn load_runtime(
+    path: &std::path::Path,
+    previous: Option<&Runtime>,
+    metrics: &Arc<Metrics>,
+) -> Result<Runtime, ReloadError> {
     let loaded = config::load_file(path).map_err(ReloadError::Invalid)?;
-    Runtime::build(loaded).map_err(ReloadError::Build)
+    Runtime::build(loaded, previous, metrics).map_err(ReloadError::Build)
 }
 
 /// Per-process state shared by the proxy, the admin listener and the reloader.
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub config_path: PathBuf,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub cert_resolver: Option<Arc<CertResolver>>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -90,9 +124,8 @@ pub enum Reloaded {
 }
 
 impl Shared {
-    pub fn new(config_path: PathBuf, runtime: Runtime) -> Arc<Shared> {
+    pub fn new(config_path: PathBuf, runtime: Runtime, metrics: Arc<Metrics>) -> Arc<Shared> {
         let cert_resolver = runtime.cert.clone().map(|c| Arc::new(CertResolver::new(c)));
-        let metrics = Metrics::new();
         metrics.last_reload_successful.set(1);
         metrics
             .last_reload_success_time
@@ -117,7 +150,7 @@ impl Shared {
     /// validates and builds.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
         let current = self.runtime.load();
-        let result = load_runtime(&self.config_path).map(|rt| {
+        let result = load_runtime(&self.config_path, Some(&current), &self.metrics).map(|rt| {
             // Swapped even when the file is unchanged: the certificate files may have been
             // renewed (SIGHUP after a renewal must pick them up).
             let changed = rt.loaded.hash != current.loaded.hash;
@@ -177,6 +210,19 @@ impl Shared {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready: not draining, and the JWKS is loaded when authentication is configured.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.is_draining() {
+            return Err("draining");
+        }
+        if let Some(auth) = &self.runtime().auth
+            && !auth.jwks.is_loaded()
+        {
+            return Err("JWKS not loaded yet");
+        }
+        Ok(())
     }
 
     pub fn in_flight(&self) -> usize {

@@ -21,6 +21,7 @@ pub struct Top {
     pub server: Option<serde_json::Value>,
     pub trusted_proxies: Option<serde_json::Value>,
     pub path_normalization: Option<serde_json::Value>,
+    pub auth: Option<serde_json::Value>,
     pub upstreams: Option<serde_json::Map<String, serde_json::Value>>,
     pub routes: Option<Vec<serde_json::Value>>,
 }
@@ -104,6 +105,51 @@ pub struct Route {
     #[serde(default)]
     pub strip_prefix: bool,
     pub prefix_rewrite: Option<String>,
+    pub auth: Option<RouteAuth>,
+}
+
+/// `auth: none | optional | required | { roles: [...], scopes: [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteAuth {
+    Mode(AuthMode),
+    Rules(AuthRules),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRules {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// The `auth:` block: where keys come from and what a valid token looks like.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks_url: String,
+    pub algorithms: Vec<String>,
+    pub leeway: Option<Dur>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, String>,
+    pub jwks_refresh_interval: Option<Dur>,
+    pub jwks_min_refresh_interval: Option<Dur>,
+    pub jwks_unknown_kid_cooldown: Option<Dur>,
+    pub jwks_timeout: Option<Dur>,
+    pub max_token_bytes: Option<usize>,
+    pub token_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,6 +23,13 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const AUTH_LEEWAY: Duration = Duration::from_secs(30);
+    pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+    pub const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+    pub const JWKS_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(10);
+    pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+    pub const TOKEN_CACHE_SIZE: usize = 10_000;
 }
 
 #[derive(Debug)]
@@ -33,6 +40,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub trusted_proxies: Vec<IpNet>,
     pub encoded_slashes: EncodedSlashes,
+    pub auth: Option<AuthConfig>,
     pub upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
     pub routes: Vec<Arc<RouteSpec>>,
@@ -82,6 +90,42 @@ pub struct RouteSpec {
     pub matcher: Matcher,
     pub target: RouteTarget,
     pub rewrite: Option<Rewrite>,
+    pub auth: RouteAuth,
+}
+
+/// What a route asks of the caller's token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// No token is looked at (identity headers are still stripped).
+    #[default]
+    None,
+    /// No token: anonymous. A token: it must be valid (a bad token is a 401).
+    Optional,
+    /// A valid token with at least one of `roles` (when any are listed) and every one of
+    /// `scopes`.
+    Required {
+        roles: Vec<String>,
+        scopes: Vec<String>,
+    },
+}
+
+/// The validated `auth:` block.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks_url: String,
+    /// Never taken from the token: RFC 8725 §3.1.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    /// Claim name → header name, in a fixed order.
+    pub claims_to_headers: Vec<(String, HeaderName)>,
+    pub jwks_refresh_interval: Duration,
+    pub jwks_min_refresh_interval: Duration,
+    pub jwks_unknown_kid_cooldown: Duration,
+    pub jwks_timeout: Duration,
+    pub max_token_bytes: usize,
+    pub token_cache_size: usize,
 }
 
 #[derive(Debug, Default)]

@@ -182,3 +182,115 @@ pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
+
+/// The real auth-service on an ephemeral port, with a fresh SQLite database and cheap argon2.
+pub struct AuthService {
+    pub proc: Proc,
+    pub port: u16,
+    /// Holds the database for the service's lifetime.
+    _dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl AuthService {
+    pub async fn start() -> AuthService {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("auth.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\ndatabase_url: \"sqlite://{}/auth.db\"\naccess_ttl: 5m\njwks_max_age: 1s\nkey_reload_interval: 200ms\npassword_hash: {{ memory_kib: 64, iterations: 1, parallelism: 1 }}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        Self::start_with(dir, config, port).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, config: PathBuf, port: u16) -> AuthService {
+        let mut cmd = Command::new(cargo_bin("auth-service"));
+        cmd.args(["serve", "--config"]).arg(&config);
+        let proc = Proc::spawn("auth-service", cmd);
+        wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), START).await;
+        AuthService {
+            proc,
+            port,
+            _dir: dir,
+            config,
+        }
+    }
+
+    /// Stops the process; the database stays for [`AuthService::restart`].
+    pub fn stop(&mut self) {
+        self.proc.kill();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The `auth:` block of a gateway config that trusts this service.
+    pub fn gateway_auth_block(&self) -> String {
+        format!(
+            "auth:\n  issuer: http://127.0.0.1:{p}\n  audiences: [api]\n  jwks_url: http://127.0.0.1:{p}/.well-known/jwks.json\n  algorithms: [RS256, ES256, EdDSA]\n  leeway: 5s\n  jwks_unknown_kid_cooldown: 1s\n  claims_to_headers: {{ sub: X-User-Id, email: X-User-Email, roles: X-User-Roles }}\n",
+            p = self.port
+        )
+    }
+
+    /// Registers `email` and returns a fresh access token.
+    pub async fn register_and_login(&self, email: &str) -> String {
+        let client = testkit::http_client();
+        let body =
+            serde_json::json!({ "email": email, "password": "correct horse battery staple" });
+        let r = client
+            .post(self.url("/api/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        self.login(email).await
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let body =
+            serde_json::json!({ "email": email, "password": "correct horse battery staple" });
+        let r = testkit::http_client()
+            .post(self.url("/api/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Runs an `auth-service` CLI command against this service's database.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(cargo_bin("auth-service"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "auth-service {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The `kid` in a JWT's header.
+pub fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["kid"].as_str().unwrap().to_string()
+}

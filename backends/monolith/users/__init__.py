@@ -1,0 +1,1 @@
+"""users: local accounts mirroring the auth-service's identities (created on first sight)."""

@@ -1,0 +1,264 @@
+//! payments: handler tests through `app()` with `oneshot` (no server), and one test of the real
+//! binary on an ephemeral port.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use payments::http::TrustedPeers;
+use payments::{AppState, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ALICE: &str = "3f0c8a4e-0000-4000-8000-00000000a11c";
+const BOB: &str = "3f0c8a4e-0000-4000-8000-000000000b0b";
+const GATEWAY: &str = "127.0.0.1:50000";
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+fn state() -> AppState {
+    AppState::new(100, TrustedPeers::loopback()).unwrap()
+}
+
+fn request(
+    method: &str,
+    uri: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+    peer: &str,
+) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-request-id", "rid-test");
+    if let Some(user) = user {
+        builder = builder
+            .header("x-user-id", user)
+            .header("x-user-roles", "user");
+    }
+    let mut req = match body {
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    };
+    req.extensions_mut()
+        .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+    req
+}
+
+async fn send(state: &AppState, req: Request<Body>) -> Resp {
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn pay(state: &AppState, user: &str, body: Value) -> Resp {
+    send(
+        state,
+        request("POST", "/api/payments/", Some(user), Some(body), GATEWAY),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn capture_answers_like_the_monolith_but_served_by_the_service() {
+    let state = state();
+    let resp = pay(&state, ALICE, json!({"order_id": 7, "amount": "12.5"})).await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.body);
+    let body = resp.body.as_object().unwrap();
+    let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "amount",
+            "created_at",
+            "id",
+            "order_id",
+            "served_by",
+            "status"
+        ]
+    );
+    assert_eq!(resp.body["order_id"], 7);
+    assert_eq!(resp.body["amount"], "12.50");
+    assert_eq!(resp.body["status"], "captured");
+    assert_eq!(resp.body["served_by"], "payments-service");
+    assert_eq!(resp.headers["x-served-by"], "payments");
+    assert_eq!(resp.headers["x-request-id"], "rid-test");
+}
+
+#[tokio::test]
+async fn list_shows_only_the_callers_payments_newest_first() {
+    let state = state();
+    pay(&state, ALICE, json!({"order_id": 1, "amount": 10})).await;
+    pay(&state, BOB, json!({"order_id": 2, "amount": "3.00"})).await;
+    pay(&state, ALICE, json!({"order_id": 3, "amount": "1.99"})).await;
+    let resp = send(
+        &state,
+        request("GET", "/api/payments/", Some(ALICE), None, GATEWAY),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let got: Vec<(u64, &str)> = resp
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["order_id"].as_u64().unwrap(),
+                p["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(3, "1.99"), (1, "10.00")]);
+}
+
+#[tokio::test]
+async fn identity_is_required_and_believed_only_from_trusted_peers() {
+    let state = state();
+    let anonymous = send(
+        &state,
+        request("GET", "/api/payments/", None, None, GATEWAY),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.headers["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(
+        anonymous.body["type"],
+        "urn:problem-type:payments:unauthorized"
+    );
+    assert_eq!(anonymous.body["request_id"], "rid-test");
+    let trusted = pay(&state, ALICE, json!({"order_id": 1, "amount": "1.00"})).await;
+    assert_eq!(trusted.status, StatusCode::CREATED, "trusted peer");
+    let forged = send(
+        &state,
+        request(
+            "POST",
+            "/api/payments/",
+            Some(ALICE),
+            Some(json!({"order_id": 1, "amount": "1.00"})),
+            "192.0.2.10:1234",
+        ),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(state.store.len(), 1, "nothing stored for the forged call");
+}
+
+#[tokio::test]
+async fn invalid_bodies_are_422_with_the_monolith_messages() {
+    let state = state();
+    let cases = [
+        (json!({}), vec!["order_id", "amount"]),
+        (json!({"order_id": 0, "amount": "1.00"}), vec!["order_id"]),
+        (json!({"order_id": 1, "amount": "0"}), vec!["amount"]),
+        (json!({"order_id": 1, "amount": "1.001"}), vec!["amount"]),
+        (
+            json!({"order_id": "x", "amount": "abc"}),
+            vec!["order_id", "amount"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let resp = pay(&state, ALICE, body.clone()).await;
+        assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let got: Vec<&str> = resp.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, fields, "{body}");
+    }
+    let decimals = pay(&state, ALICE, json!({"order_id": 1, "amount": "1.001"})).await;
+    assert_eq!(
+        decimals.body["errors"][0]["message"],
+        "Ensure that there are no more than 2 decimal places."
+    );
+    assert!(state.store.is_empty());
+}
+
+/// The real binary: ready line, a capture over TCP, the request id in its JSON logs, SIGTERM.
+#[tokio::test]
+async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
+    let port = testkit::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payments"));
+    cmd.env("PAYMENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env_remove("TRUSTED_GATEWAYS");
+    let mut proc = testkit::Proc::spawn("payments", cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    assert!(
+        proc.stdout()
+            .contains(&format!("payments listening on http://127.0.0.1:{port}")),
+        "{}",
+        proc.stdout()
+    );
+
+    let client = testkit::http_client();
+    let created = client
+        .post(format!("{base}/api/payments/"))
+        .header("x-user-id", ALICE)
+        .header("x-request-id", "rid-pay-1")
+        .json(&json!({"order_id": 42, "amount": "99.90"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["x-served-by"], "payments");
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(
+        (&body["amount"], &body["served_by"]),
+        (&json!("99.90"), &json!("payments-service"))
+    );
+
+    testkit::eventually(
+        "the request id in the JSON logs",
+        Duration::from_secs(5),
+        || {
+            let stderr = proc.stderr();
+            async move {
+                let messages: Vec<String> = stderr
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|l| l.to_string().contains("rid-pay-1"))
+                    .filter_map(|l| l["fields"]["message"].as_str().map(str::to_string))
+                    .collect();
+                (messages.iter().any(|m| m == "payment captured")
+                    && messages.iter().any(|m| m == "request completed"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+
+    proc.signal("TERM");
+    assert_eq!(
+        proc.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        proc.stderr()
+    );
+}
