@@ -209,6 +209,9 @@ impl Validator<'_> {
                 .unwrap_or(EncodedSlashes::Reject),
         };
 
+        // Routes check against the block's presence: a broken block is reported once, not
+        // again by every route that uses it.
+        let auth_declared = top.auth.is_some();
         let auth = top.auth.and_then(|v| self.auth(v));
         let raw_upstreams = top.upstreams.unwrap_or_default();
         // Upstreams that exist but failed validation are not also reported as unknown by routes.
@@ -232,7 +235,7 @@ impl Validator<'_> {
         }
         for (i, v) in raw_routes.into_iter().enumerate() {
             let path = format!("routes[{i}]");
-            if let Some(r) = self.route(i, v, &path, &upstreams, &declared, auth.is_some()) {
+            if let Some(r) = self.route(i, v, &path, &upstreams, &declared, auth_declared) {
                 if let Some(first) = seen_names.get(&r.name) {
                     let first = *first;
                     self.err(

@@ -69,7 +69,7 @@ routes:
             "{file}:17:12: routes[2].split: the weights sum to 0: at least one side needs a weight above 0"
         ),
         format!(
-            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`"
+            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`"
         ),
         format!(
             "{file}:25:19: routes[4].strip_prefix: invalid type: string \"yes\", expected a boolean"
@@ -191,6 +191,7 @@ routes:
          \x20          payments -> 127.0.0.1:8003 (round_robin; timeouts connect 1s, response 5s)\n\
          \x20          monolith -> 127.0.0.1:8000 (round_robin; timeouts connect 1s, response 30s)\n\
          forwarded: /api/payments/7?x=1\n\
+         auth:      none\n\
          headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID\n\
          also matched, lower precedence: monolith (line 13)\n"
     );
@@ -216,4 +217,45 @@ routes:
     let (code, stdout, _) = gateway(&["explain", "--config", &file, "GET", "/a%2fb"]);
     assert_eq!(code, 1);
     assert!(stdout.contains("400 Bad Request"), "{stdout}");
+}
+
+#[test]
+fn validate_checks_the_auth_block_and_route_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_block = write(
+        &dir,
+        "no-auth.yaml",
+        "upstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes:\n  - name: a\n    match: {}\n    upstream: u\n    auth: required\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &no_block]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "{no_block}:7:11: routes[0].auth: this route checks tokens, but there is no top-level `auth:` block (issuer, audiences, jwks_url, algorithms)"
+        )
+    );
+    let hmac = write(
+        &dir,
+        "hmac.yaml",
+        "auth:\n  issuer: i\n  audiences: [api]\n  jwks_url: ftp://x/jwks\n  algorithms: [HS256, RS999]\nupstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes:\n  - name: a\n    match: {}\n    upstream: u\n    auth: { roles: [admin] }\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &hmac]);
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].ends_with(
+            "auth.jwks_url: invalid URL \"ftp://x/jwks\": expected http(s)://host[:port]/path"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains(":5:16: auth.algorithms[0]: \"HS256\" is a shared-secret algorithm"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains(":5:23: auth.algorithms[1]: unknown algorithm \"RS999\""),
+        "{stderr}"
+    );
 }
