@@ -19,8 +19,7 @@
 //! ```
 
 pub mod api;
-pub mod http;
-pub mod metrics;
+pub use service_kit::{http, metrics};
 pub mod store;
 
 use std::sync::Arc;
@@ -50,7 +49,7 @@ impl AppState {
         Ok(AppState {
             store: Arc::new(Store::new(capacity)),
             trusted,
-            metrics: HttpMetrics::new()?,
+            metrics: HttpMetrics::new(SERVICE)?,
         })
     }
 }

@@ -25,8 +25,7 @@
 //! ```
 
 pub mod api;
-pub mod http;
-pub mod metrics;
+pub use service_kit::{http, metrics};
 pub mod store;
 
 use std::sync::Arc;
@@ -56,7 +55,7 @@ impl AppState {
         Ok(AppState {
             store: Arc::new(Store::new(capacity)),
             trusted,
-            metrics: HttpMetrics::new()?,
+            metrics: HttpMetrics::new(SERVICE)?,
         })
     }
 }

@@ -1,6 +1,5 @@
-//! HTTP plumbing shared by the extracted services (this file is kept identical in
-//! `backends/notifications` and `backends/payments`; the service-specific names come from
-//! `crate::SERVICE`):
+//! HTTP plumbing shared by the extracted services (`backends/notifications`,
+//! `backends/payments`); the service's own name comes from [`HttpMetrics::service`]:
 //!
 //! - [`request_context`]: the middleware around every request: request id in and out,
 //!   `X-Served-By`, the access log line, metrics, problem bodies stamped with the request id;
@@ -82,13 +81,16 @@ pub async fn request_context(
     let mut resp = next.run(req).instrument(span.clone()).await;
 
     if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
-        resp = problem.render(Some(&request_id.0), resp);
+        resp = problem.render(metrics.service(), Some(&request_id.0), resp);
     }
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id.0) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
-    headers.insert(SERVED_BY_HEADER, HeaderValue::from_static(crate::SERVICE));
+    headers.insert(
+        SERVED_BY_HEADER,
+        HeaderValue::from_static(metrics.service()),
+    );
 
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
@@ -339,9 +341,9 @@ impl Problem {
         p
     }
 
-    fn body(&self, request_id: Option<&str>) -> serde_json::Value {
+    fn body(&self, service: &str, request_id: Option<&str>) -> serde_json::Value {
         let mut body = serde_json::json!({
-            "type": format!("urn:problem-type:{}:{}", crate::SERVICE, self.slug),
+            "type": format!("urn:problem-type:{service}:{}", self.slug),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
@@ -354,9 +356,9 @@ impl Problem {
     }
 
     /// The response for this problem, keeping `resp`'s extra headers.
-    fn render(&self, request_id: Option<&str>, resp: Response) -> Response {
+    fn render(&self, service: &str, request_id: Option<&str>, resp: Response) -> Response {
         let (mut parts, _) = resp.into_parts();
-        let bytes = serde_json::to_vec(&self.body(request_id)).unwrap_or_default();
+        let bytes = serde_json::to_vec(&self.body(service, request_id)).unwrap_or_default();
         parts.headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -367,7 +369,8 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    /// Rendered without a request id here; [`request_context`] re-renders it with the id.
+    /// Rendered without the service name and request id here; [`request_context`] (on every
+    /// route of the services) re-renders it with both.
     fn into_response(self) -> Response {
         let mut resp = self.status.into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -376,7 +379,7 @@ impl IntoResponse for Problem {
                 HeaderValue::from_static("Bearer realm=\"api\""),
             );
         }
-        let mut resp = self.render(None, resp);
+        let mut resp = self.render("service", None, resp);
         resp.extensions_mut().insert(self);
         resp
     }

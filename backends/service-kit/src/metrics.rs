@@ -1,5 +1,5 @@
 //! Prometheus metrics, registered once per process in the service's own registry (no globals).
-//! Names (kept identical in every extracted service, prefixed with `crate::SERVICE`):
+//! Names (the same in every extracted service, prefixed with the service's name):
 //!
 //! | metric | labels |
 //! |---|---|
@@ -14,24 +14,26 @@ use prometheus::{
 
 #[derive(Clone)]
 pub struct HttpMetrics {
+    service: &'static str,
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
 }
 
 impl HttpMetrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Metrics for the service called `service` (also its `X-Served-By` and problem type prefix).
+    pub fn new(service: &'static str) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
-                format!("{}_http_requests_total", crate::SERVICE),
+                format!("{service}_http_requests_total"),
                 "HTTP requests served, by route pattern, method and status",
             ),
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
-                format!("{}_http_request_duration_seconds", crate::SERVICE),
+                format!("{service}_http_request_duration_seconds"),
                 "Time to answer HTTP requests, by route pattern and method",
             )
             .buckets(vec![
@@ -42,10 +44,16 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         Ok(HttpMetrics {
+            service,
             registry,
             requests,
             duration,
         })
+    }
+
+    /// The service's name.
+    pub fn service(&self) -> &'static str {
+        self.service
     }
 
     pub fn record(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
