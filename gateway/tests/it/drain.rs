@@ -3,16 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Echo, Gateway, get_json};
+use crate::support::{Echo, Gateway, get_json, one_route};
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let a = Echo::start("a").await;
-    let mut gw = Gateway::start(&format!(
-        "upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n",
-        a.addr()
-    ))
-    .await;
+    let mut gw = Gateway::start(&one_route(&a.addr())).await;
     let url = gw.url("/slow");
     let slow = tokio::spawn(async move { get_json(&url, &[("x-echo-delay-ms", "1500")]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

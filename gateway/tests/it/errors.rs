@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Echo, Gateway};
+use crate::support::{Echo, Gateway, one_route};
 
 fn assert_problem(
     status: u16,
@@ -118,11 +118,7 @@ routes:
 #[tokio::test]
 async fn upstream_statuses_pass_through_untouched() {
     let a = Echo::start("a").await;
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n",
-        a.addr()
-    ))
-    .await;
+    let gw = Gateway::start(&one_route(&a.addr())).await;
     let resp = testkit::http_client()
         .get(gw.url("/x"))
         .header("x-echo-status", "503")

@@ -1,14 +1,10 @@
 //! Ambiguous message framing is refused with 400 and the connection is closed.
 
-use crate::support::{Echo, Gateway, raw};
+use crate::support::{Echo, Gateway, one_route, raw};
 
 async fn gateway() -> (Echo, Gateway) {
     let a = Echo::start("a").await;
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n",
-        a.addr()
-    ))
-    .await;
+    let gw = Gateway::start(&one_route(&a.addr())).await;
     (a, gw)
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{Echo, Gateway, get_json, raw};
+use crate::support::{Echo, Gateway, get_json, one_route, raw};
 
 async fn two_origins() -> (Echo, Echo) {
     (Echo::start("a").await, Echo::start("b").await)
@@ -272,11 +272,7 @@ routes:
 #[tokio::test]
 async fn forwarded_headers_and_request_id() {
     let a = Echo::start("a").await;
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n",
-        a.addr()
-    ))
-    .await;
+    let gw = Gateway::start(&one_route(&a.addr())).await;
     // The client is not a trusted proxy: its X-Forwarded-For is replaced, not extended.
     let resp = testkit::http_client()
         .get(gw.url("/x"))

@@ -3,7 +3,7 @@
 
 use futures_util::StreamExt;
 
-use crate::support::{Echo, Gateway};
+use crate::support::{Echo, Gateway, one_route};
 
 const SIZE: u64 = 200 * 1024 * 1024;
 /// Growth of the gateway's peak RSS allowed across both transfers. A gateway that buffered a
@@ -22,11 +22,7 @@ fn peak_rss_kb(pid: u32) -> u64 {
 #[tokio::test]
 async fn large_bodies_stream_with_bounded_memory() {
     let a = Echo::start("a").await;
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n",
-        a.addr()
-    ))
-    .await;
+    let gw = Gateway::start(&one_route(&a.addr())).await;
     let client = testkit::http_client();
     // Warm up so one-time allocations are not counted as growth.
     client.get(gw.url("/warm")).send().await.unwrap();

@@ -119,6 +119,13 @@ impl Gateway {
     }
 }
 
+/// Upstream `a` at `addr` and one route sending everything there.
+pub fn one_route(addr: &str) -> String {
+    format!(
+        "upstreams:\n  a: {{ targets: [{addr}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n"
+    )
+}
+
 /// A raw HTTP/1.1 exchange: writes `request` bytes, reads until the server closes.
 /// For requests a well-behaved client library would refuse to send or would normalise.
 pub async fn raw(port: u16, request: &[u8]) -> RawResponse {
