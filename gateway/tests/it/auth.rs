@@ -639,7 +639,14 @@ async fn end_to_end_with_the_real_auth_service() {
     let bearer = format!("Bearer {token}");
     let (s, v) = get_json(
         &gw.url("/api/orders"),
-        &[("authorization", &bearer), ("x-user-id", "someone-else")],
+        &[
+            ("authorization", &bearer),
+            ("X-User-Id", "someone-else"),
+            ("x_user_id", "someone-else"),
+            ("X_USER-ID", "someone-else"),
+            ("x-user-roles", "admin"),
+            ("X_User_Email", "root@evil.test"),
+        ],
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -658,6 +665,14 @@ async fn end_to_end_with_the_real_auth_service() {
     );
     assert_eq!(v["headers"]["x-user-email"], "grace@example.test");
     assert_eq!(v["headers"]["x-user-roles"], "user");
+    // Only the verified spellings arrive: none of the client's underscore variants survive.
+    let seen: Vec<&String> = v["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.replace('_', "-").starts_with("x-user-"))
+        .collect();
+    assert_eq!(seen, ["x-user-email", "x-user-id", "x-user-roles"], "{v}");
 
     // Role-gated: 403 until the role is granted (new tokens carry it).
     assert_eq!(
