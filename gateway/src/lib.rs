@@ -10,6 +10,8 @@
 //! | [`path`] | request path normalisation (what is matched is what is forwarded) |
 //! | [`routing`] | the route table and its precedence rule, prefix rewriting |
 //! | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
+//! | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
+//! | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
 //! | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | [`request_id`] | `X-Request-ID` validation and generation |
 //! | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
@@ -38,6 +40,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod explain;
 pub mod forwarding;
@@ -47,6 +50,7 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod respond;
+pub mod retry_budget;
 pub mod routing;
 pub mod server;
 pub mod state;
