@@ -153,7 +153,9 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(target) = ctx.upstream_target.take() {
+        // Not `take()`: pingora calls this phase again for each retry of the request, and every
+        // attempt must carry the same rewritten path and credentials.
+        if let Some(target) = &ctx.upstream_target {
             req.set_raw_path(target.as_bytes())?;
         }
         set_forwarded_headers(session, req, ctx)?;
@@ -164,8 +166,8 @@ impl ProxyHttp for Proxy {
                 req.insert_header(name.clone(), value.clone())?;
             }
         }
-        if let Some(a) = ctx.authorization.take() {
-            req.insert_header(header::AUTHORIZATION, a)?;
+        if let Some(a) = &ctx.authorization {
+            req.insert_header(header::AUTHORIZATION, a.as_str())?;
         }
         Ok(())
     }
