@@ -18,13 +18,16 @@ cargo build --workspace --bins
 
 mkdir -p .stack/logs data
 pids=()
+stopped=0
 cleanup() {
-  trap - INT TERM EXIT
+  [ "$stopped" = 1 ] && return
+  stopped=1
   say "stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

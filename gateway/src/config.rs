@@ -330,24 +330,21 @@ impl Validator<'_> {
             audiences: a.audiences,
             jwks_url: a.jwks_url,
             algorithms,
-            leeway: a.leeway.map(|d| d.0).unwrap_or(defaults::AUTH_LEEWAY),
+            leeway: duration::or(a.leeway, defaults::AUTH_LEEWAY),
             claims_to_headers,
-            jwks_refresh_interval: a
-                .jwks_refresh_interval
-                .map(|d| d.0)
-                .unwrap_or(defaults::JWKS_REFRESH_INTERVAL),
-            jwks_min_refresh_interval: a
-                .jwks_min_refresh_interval
-                .map(|d| d.0)
-                .unwrap_or(defaults::JWKS_MIN_REFRESH_INTERVAL),
-            jwks_unknown_kid_cooldown: a
-                .jwks_unknown_kid_cooldown
-                .map(|d| d.0)
-                .unwrap_or(defaults::JWKS_UNKNOWN_KID_COOLDOWN),
-            jwks_timeout: a
-                .jwks_timeout
-                .map(|d| d.0)
-                .unwrap_or(defaults::JWKS_TIMEOUT),
+            jwks_refresh_interval: duration::or(
+                a.jwks_refresh_interval,
+                defaults::JWKS_REFRESH_INTERVAL,
+            ),
+            jwks_min_refresh_interval: duration::or(
+                a.jwks_min_refresh_interval,
+                defaults::JWKS_MIN_REFRESH_INTERVAL,
+            ),
+            jwks_unknown_kid_cooldown: duration::or(
+                a.jwks_unknown_kid_cooldown,
+                defaults::JWKS_UNKNOWN_KID_COOLDOWN,
+            ),
+            jwks_timeout: duration::or(a.jwks_timeout, defaults::JWKS_TIMEOUT),
             max_token_bytes,
             token_cache_size: a.token_cache_size.unwrap_or(defaults::TOKEN_CACHE_SIZE),
         })
@@ -416,14 +413,8 @@ impl Validator<'_> {
         });
         Some(ServerSettings {
             threads: threads.max(1),
-            drain_timeout: s
-                .drain_timeout
-                .map(|d| d.0)
-                .unwrap_or(defaults::DRAIN_TIMEOUT),
-            reload_debounce: s
-                .reload_debounce
-                .map(|d| d.0)
-                .unwrap_or(defaults::RELOAD_DEBOUNCE),
+            drain_timeout: duration::or(s.drain_timeout, defaults::DRAIN_TIMEOUT),
+            reload_debounce: duration::or(s.reload_debounce, defaults::RELOAD_DEBOUNCE),
             upstream_keepalive_pool: s
                 .upstream_keepalive_pool
                 .unwrap_or(defaults::UPSTREAM_KEEPALIVE_POOL),
@@ -470,12 +461,9 @@ impl Validator<'_> {
         }
         let t = u.timeouts.unwrap_or_default();
         let timeouts = Timeouts {
-            connect: t.connect.map(|d| d.0).unwrap_or(defaults::CONNECT_TIMEOUT),
-            response: t
-                .response
-                .map(|d| d.0)
-                .unwrap_or(defaults::RESPONSE_TIMEOUT),
-            idle: t.idle.map(|d| d.0).unwrap_or(defaults::IDLE_TIMEOUT),
+            connect: duration::or(t.connect, defaults::CONNECT_TIMEOUT),
+            response: duration::or(t.response, defaults::RESPONSE_TIMEOUT),
+            idle: duration::or(t.idle, defaults::IDLE_TIMEOUT),
         };
         for (field, d) in [
             ("connect", timeouts.connect),

@@ -38,6 +38,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|_| bad())
 }
 
+/// A configured duration, or the default when the key is absent.
+pub fn or(configured: Option<Dur>, default: Duration) -> Duration {
+    configured.map_or(default, |d| d.0)
+}
+
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
