@@ -6,6 +6,8 @@
 #   monolith       http://127.0.0.1:8000   (Django + DRF under gunicorn, SQLite in data/monolith.sqlite3)
 #   notifications  http://127.0.0.1:8002   (Rust, extracted from the monolith)
 #   payments       http://127.0.0.1:8003   (Rust, the canary side of /api/payments/)
+#   prometheus     http://127.0.0.1:9090   (when `prometheus` is on PATH; port: PROMETHEUS_PORT;
+#                                           config generated from config/prometheus.yml, data in data/prometheus)
 #
 # Logs go to .stack/logs/. Edit config/gateway.yaml while it runs: the gateway reloads it.
 set -euo pipefail
@@ -66,6 +68,22 @@ wait_up monolith http://127.0.0.1:8000/healthz
 start gateway 8080 "$bin/gateway" run --config config/gateway.yaml
 wait_up gateway http://127.0.0.1:9901/readyz
 
+# Prometheus is optional: started when installed (scripts/setup.sh installs Debian's package),
+# with the scrape jobs and alert rules of config/prometheus.yml, targets on 127.0.0.1.
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+prometheus_url=""
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "prometheus is not on PATH: not starting it (Debian: apt-get install prometheus)"
+elif ! port_free "$PROMETHEUS_PORT"; then
+  echo "port $PROMETHEUS_PORT is in use (a system Prometheus?): not starting ours; set PROMETHEUS_PORT to another port"
+else
+  .venv/bin/python scripts/prometheus_config.py >.stack/prometheus.yml
+  start prometheus "$PROMETHEUS_PORT" prometheus --config.file=.stack/prometheus.yml \
+    --storage.tsdb.path=data/prometheus --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+  wait_up prometheus "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+  prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
+fi
+
 cat <<'TXT'
 
 The stack is up: gateway http://127.0.0.1:8080 (admin :9901), auth-service :8001,
@@ -91,5 +109,9 @@ monolith :8000, notifications :8002, payments :8003. Walk through it (needs curl
 Edit config/gateway.yaml and save: the gateway reloads it (a broken file is refused and logged).
 Logs: .stack/logs/   Ctrl-C stops everything.
 TXT
+if [ -n "$prometheus_url" ]; then
+  echo "Prometheus: $prometheus_url (targets: $prometheus_url/targets, alerts: $prometheus_url/alerts)"
+  echo "Dashboards and alerts: docs/observability-dashboards.md"
+fi
 wait -n "${pids[@]}" || true
 say "a process exited; see .stack/logs/"

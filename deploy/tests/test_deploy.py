@@ -23,10 +23,10 @@ DEPLOY = ROOT / "deploy"
 DOCKER = DEPLOY / "docker"
 K8S = DEPLOY / "k8s"
 
-# Paths other parts of the project provide (written by the lead, not yet in every checkout):
-# they must be referenced by exactly these names.
-PENDING_PATHS = {
+# The observability files compose mounts, and what each must be.
+OBSERVABILITY_PATHS = {
     "config/prometheus.yml": "file",
+    "config/alerts.yml": "file",
     "grafana/provisioning": "dir",
     "grafana/dashboards": "dir",
 }
@@ -222,17 +222,15 @@ def test_compose_publishes_and_listens_on_the_services_ports(name):
         assert addr.startswith("0.0.0.0:") and port_of(addr) == API_PORT[name]
 
 
-def test_every_bind_mounted_path_exists_or_is_a_documented_pending_path():
+def test_every_bind_mounted_path_exists():
     for name in SERVICES:
         for container_path, source in mounts(name).items():
-            if source in PENDING_PATHS:
-                kind = PENDING_PATHS[source]
-                if (ROOT / source).exists():
-                    assert (ROOT / source).is_dir() == (kind == "dir"), f"{source} should be a {kind}"
-                continue
             assert (ROOT / source).exists(), f"compose {name}: {source} (mounted at {container_path}) is missing"
+            kind = OBSERVABILITY_PATHS.get(source)
+            if kind:
+                assert (ROOT / source).is_dir() == (kind == "dir"), f"{source} should be a {kind}"
     referenced = {source for name in SERVICES for source in mounts(name).values()}
-    assert set(PENDING_PATHS) <= referenced, "prometheus config and grafana dirs must be mounted"
+    assert set(OBSERVABILITY_PATHS) <= referenced, "prometheus config, rules and grafana dirs must be mounted"
 
 
 def test_grafana_and_prometheus_mounts_use_the_documented_paths():
@@ -240,10 +238,59 @@ def test_grafana_and_prometheus_mounts_use_the_documented_paths():
         "/etc/grafana/provisioning": "grafana/provisioning",
         "/var/lib/grafana/dashboards": "grafana/dashboards",
     }
-    assert mounts("prometheus") == {"/etc/prometheus/prometheus.yml": "config/prometheus.yml"}
+    assert mounts("prometheus") == {
+        "/etc/prometheus/prometheus.yml": "config/prometheus.yml",
+        "/etc/prometheus/alerts.yml": "config/alerts.yml",
+    }
     assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
     assert {"4317", "4318"} <= {str(p).split(":")[-1] for p in SERVICES["jaeger"]["ports"]}
     assert env_of("jaeger")["COLLECTOR_OTLP_ENABLED"] == "true"
+
+
+PROMETHEUS_CONFIG = load_yaml(ROOT / "config/prometheus.yml")
+
+
+def test_prometheus_rule_files_resolve_to_mounted_files_in_the_container():
+    """rule_files are relative to the config file: in the container they must land on a mount
+    of the same repository file they name here."""
+    container_dir = "/etc/prometheus"
+    prometheus_mounts = mounts("prometheus")
+    assert PROMETHEUS_CONFIG["rule_files"], "config/prometheus.yml loads no alert rules"
+    for rule_file in PROMETHEUS_CONFIG["rule_files"]:
+        assert not rule_file.startswith("/"), f"{rule_file}: keep rule files relative to the config"
+        in_container = os.path.normpath(f"{container_dir}/{rule_file}")
+        assert in_container in prometheus_mounts, f"rule file {rule_file} is not mounted at {in_container}"
+        assert prometheus_mounts[in_container] == os.path.relpath((ROOT / "config" / rule_file).resolve(), ROOT)
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port():
+    jobs = {job["job_name"]: job for job in PROMETHEUS_CONFIG["scrape_configs"]}
+    assert set(jobs) == set(RUST_SERVICES), "one scrape job per service that serves /metrics"
+    for name, job in jobs.items():
+        path = job.get("metrics_path", "/metrics")
+        assert path in served_paths(name), f"{name} does not serve {path}"
+        targets = [t for static in job["static_configs"] for t in static["targets"]]
+        want_port = GATEWAY_ADMIN_PORT if name == "gateway" else API_PORT[name]
+        assert targets == [f"{name}:{want_port}"], f"job {name}: {targets}"
+    assert "/metrics" not in served_paths("monolith"), "the monolith serves /metrics now: scrape it"
+
+
+def grafana_provisioning(kind: str) -> dict:
+    files = sorted((ROOT / "grafana/provisioning" / kind).glob("*.y*ml"))
+    assert len(files) == 1, f"grafana/provisioning/{kind}: expected one file, found {files}"
+    return load_yaml(files[0])
+
+
+def test_grafana_provisioning_agrees_with_compose_and_prometheus():
+    (datasource,) = grafana_provisioning("datasources")["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["uid"] == "prometheus"
+    assert datasource["url"] == f"http://prometheus:{min(container_ports('prometheus'))}"
+    assert datasource["jsonData"]["timeInterval"] == PROMETHEUS_CONFIG["global"]["scrape_interval"]
+    (provider,) = grafana_provisioning("dashboards")["providers"]
+    assert provider["type"] == "file"
+    # The provider reads the directory compose mounts grafana/dashboards at.
+    assert mounts("grafana")[provider["options"]["path"]] == "grafana/dashboards"
+    assert list((ROOT / "grafana/dashboards").glob("*.json")), "no dashboards to provision"
 
 
 def test_compose_gateway_runs_the_mounted_routes_file():
