@@ -552,10 +552,7 @@ impl Validator<'_> {
         if let Some(host) = &h.host
             && http::HeaderValue::from_str(host).is_err()
         {
-            self.err(
-                &join(path, "host"),
-                "not a valid Host header value",
-            );
+            self.err(&join(path, "host"), "not a valid Host header value");
         }
         let spec = HealthCheckSpec {
             path: h.path,
@@ -625,9 +622,7 @@ impl Validator<'_> {
                 for (i, e) in entries.iter().enumerate() {
                     let at = format!("{path}.failure_statuses[{i}]");
                     match e {
-                        file::StatusEntry::Code(code @ 100..=599) => {
-                            set.insert_range(*code, *code)
-                        }
+                        file::StatusEntry::Code(code @ 100..=599) => set.insert_range(*code, *code),
                         file::StatusEntry::Code(code) => {
                             self.err(&at, format!("{code} is not an HTTP status (100-599)"))
                         }
@@ -636,7 +631,9 @@ impl Validator<'_> {
                             "5xx" => set.insert_range(500, 599),
                             other => self.err(
                                 &at,
-                                format!("\"{other}\": use a status code (503) or a class (4xx, 5xx)"),
+                                format!(
+                                    "\"{other}\": use a status code (503) or a class (4xx, 5xx)"
+                                ),
                             ),
                         },
                     }
@@ -815,16 +812,9 @@ impl Validator<'_> {
             }
         };
         if let Some(fb) = &r.fallback {
-            let at = join(path, "fallback");
-            check_upstream(self, fb, &at);
-            if let Some(RouteTarget::Single(u)) = &target
-                && u == fb
-            {
-                self.err(
-                    &at,
-                    format!("the fallback must be another upstream than the route's own (\"{u}\")"),
-                );
-            }
+            // A fallback equal to the route's upstream is allowed and has no effect: flipping a
+            // route back to the monolith must not require deleting its fallback first.
+            check_upstream(self, fb, &join(path, "fallback"));
         }
         if self.errors.len() > errors_before {
             return None;

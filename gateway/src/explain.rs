@@ -121,11 +121,11 @@ pub fn explain(
         }
     }
     if let Some(fb) = &route.fallback {
-        let _ = writeln!(
-            out,
-            "fallback:  {} (while no target of the route's upstream is available)",
-            describe_upstream(config, fb)
-        );
+        let note = match &route.target {
+            RouteTarget::Single(u) if u == fb => "the route's own upstream: no effect",
+            _ => "while no target of the route's upstream is available",
+        };
+        let _ = writeln!(out, "fallback:  {} ({note})", describe_upstream(config, fb));
     }
     let mut involved: Vec<&str> = route.target.upstream_names();
     involved.extend(route.fallback.as_deref());

@@ -234,7 +234,11 @@ async fn run_check(
     let ok = result.is_ok();
     let m = &shared.metrics;
     m.health_checks
-        .with_label_values(&[upstream.as_str(), target.name.as_str(), if ok { "success" } else { "failure" }])
+        .with_label_values(&[
+            upstream.as_str(),
+            target.name.as_str(),
+            if ok { "success" } else { "failure" },
+        ])
         .inc();
     if let Some(healthy) = target.health.observe(result.clone(), &spec, started) {
         m.target_up
@@ -309,7 +313,11 @@ mod tests {
         assert_eq!(h.observe(fail(), &s, t), None);
         assert_eq!(h.observe(fail(), &s, t), None);
         assert!(h.is_healthy());
-        assert_eq!(h.observe(fail(), &s, t), Some(false), "third failure in a row");
+        assert_eq!(
+            h.observe(fail(), &s, t),
+            Some(false),
+            "third failure in a row"
+        );
         assert!(!h.is_healthy());
         assert_eq!(h.observe(fail(), &s, t), None, "already unhealthy");
         assert_eq!(h.observe(Ok(()), &s, t), None);
@@ -328,7 +336,10 @@ mod tests {
         let s = spec();
         let t0 = Instant::now();
         assert!(h.claim_if_due(t0), "the first check is due at once");
-        assert!(!h.claim_if_due(t0), "claimed: no second check while it runs");
+        assert!(
+            !h.claim_if_due(t0),
+            "claimed: no second check while it runs"
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(!h.claim_if_due(Instant::now()), "still running");
         h.observe(fail(), &s, t0);

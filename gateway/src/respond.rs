@@ -177,13 +177,18 @@ impl GatewayError {
             GatewayError::Auth(AuthError::Unauthorized(_)) => {
                 fixed("Bearer error=\"invalid_token\"")
             }
-            GatewayError::Auth(AuthError::Forbidden) => fixed("Bearer error=\"insufficient_scope\""),
+            GatewayError::Auth(AuthError::Forbidden) => {
+                fixed("Bearer error=\"insufficient_scope\"")
+            }
             GatewayError::Auth(AuthError::InvalidRequest) => {
                 fixed("Bearer error=\"invalid_request\"")
             }
             GatewayError::Auth(AuthError::Unavailable) => vec![("retry-after", Cow::Borrowed("5"))],
             GatewayError::NoTargetAvailable { retry_after, .. } => {
-                vec![("retry-after", Cow::Owned(retry_after_secs(*retry_after).to_string()))]
+                vec![(
+                    "retry-after",
+                    Cow::Owned(retry_after_secs(*retry_after).to_string()),
+                )]
             }
             _ => Vec::new(),
         }

@@ -104,14 +104,18 @@ fn forget_removed_targets(
             let _ = metrics.target_up.remove_label_values(&labels);
             let _ = metrics.breaker_state.remove_label_values(&labels);
             for to in ["open", "half_open", "closed"] {
-                let _ = metrics
-                    .breaker_transitions
-                    .remove_label_values(&[name.as_str(), t.name.as_str(), to]);
+                let _ = metrics.breaker_transitions.remove_label_values(&[
+                    name.as_str(),
+                    t.name.as_str(),
+                    to,
+                ]);
             }
             for result in ["success", "failure"] {
-                let _ = metrics
-                    .health_checks
-                    .remove_label_values(&[name.as_str(), t.name.as_str(), result]);
+                let _ = metrics.health_checks.remove_label_values(&[
+                    name.as_str(),
+                    t.name.as_str(),
+                    result,
+                ]);
             }
         }
     }
@@ -120,13 +124,19 @@ fn forget_removed_targets(
 /// Zeros for the resilience counters a route can move, so dashboards and alerts see 0, not a gap.
 fn preinit_route_metrics(config: &config::model::Config, metrics: &Metrics) {
     for name in config.upstreams.keys() {
-        metrics.retry_budget_exhausted.with_label_values(&[name]).inc_by(0);
+        metrics
+            .retry_budget_exhausted
+            .with_label_values(&[name])
+            .inc_by(0);
     }
     for r in &config.routes {
         for up in r.target.upstream_names() {
             metrics.retries.with_label_values(&[&r.name, up]).inc_by(0);
             if let Some(fb) = &r.fallback {
-                metrics.fallbacks.with_label_values(&[&r.name, up, fb]).inc_by(0);
+                metrics
+                    .fallbacks
+                    .with_label_values(&[&r.name, up, fb])
+                    .inc_by(0);
             }
         }
     }

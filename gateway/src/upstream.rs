@@ -62,7 +62,11 @@ impl Target {
 
     /// Healthy and not refused by its breaker right now (a peek: takes no probe slot).
     pub fn looks_available(&self) -> bool {
-        self.health.is_healthy() && self.breaker.as_ref().is_none_or(|b| b.state() != State::Open)
+        self.health.is_healthy()
+            && self
+                .breaker
+                .as_ref()
+                .is_none_or(|b| b.state() != State::Open)
     }
 }
 
@@ -275,7 +279,10 @@ fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<M
         name: name.to_string(),
         addr,
         breaker,
-        failure_statuses: spec.circuit_breaker.as_ref().map(|b| b.failure_statuses.clone()),
+        failure_statuses: spec
+            .circuit_breaker
+            .as_ref()
+            .map(|b| b.failure_statuses.clone()),
         health: Health::default(),
         breaker_spec: spec.circuit_breaker.clone(),
         health_spec: spec.health_check.clone(),

@@ -308,7 +308,6 @@ routes:
         ":6:39: upstreams.a.circuit_breaker.failure_ratio: must be at least 0 and below 1, got 1",
         ":6:83: upstreams.a.circuit_breaker.failure_statuses[1]: 700 is not an HTTP status (100-599)",
         ":6:88: upstreams.a.circuit_breaker.failure_statuses[2]: \"teapot\": use a status code (503) or a class (4xx, 5xx)",
-        ":12:15: routes[0].fallback: the fallback must be another upstream than the route's own (\"b\")",
         ":16:15: routes[1].fallback: unknown upstream \"nope\" (known: b)",
     ];
     let lines: Vec<&str> = stderr.lines().collect();
