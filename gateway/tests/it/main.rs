@@ -10,6 +10,7 @@ mod drain;
 mod errors;
 mod framing;
 mod reload;
+mod resilience;
 mod routing;
 mod streaming;
 mod tls;
