@@ -57,14 +57,6 @@ from prometheus_config import local_config  # noqa: E402
 # an entry is already exposed), and extend `generate_load` so the panel has data; this set must
 # be empty before issue 7 closes.
 PENDING_METRICS = {
-    # resilience (circuit breakers, health checks, retries, fallbacks)
-    "gateway_circuit_breaker_state",
-    "gateway_circuit_breaker_transitions_total",
-    "gateway_upstream_target_up",
-    "gateway_health_checks_total",
-    "gateway_upstream_retries_total",
-    "gateway_retry_budget_exhausted_total",
-    "gateway_fallbacks_total",
     # rate limits
     "gateway_rate_limit_rejections_total",
     "gateway_rate_limit_store_errors_total",
@@ -196,10 +188,21 @@ auth:
   jwks_unknown_kid_cooldown: 1s
   claims_to_headers: {{ sub: X-User-Id, email: X-User-Email, roles: X-User-Roles }}
 upstreams:
-  monolith: {{ targets: [127.0.0.1:{p['echo-monolith']}], timeouts: {{ connect: 500ms, response: 5s }} }}
-  payments: {{ targets: [127.0.0.1:{p['echo-payments']}], timeouts: {{ connect: 500ms, response: 5s }} }}
+  monolith:
+    targets: [127.0.0.1:{p['echo-monolith']}]
+    timeouts: {{ connect: 500ms, response: 5s }}
+    health_check: {{ path: /healthz, interval: 500ms, timeout: 400ms }}
+  payments:
+    targets: [127.0.0.1:{p['echo-payments']}]
+    timeouts: {{ connect: 500ms, response: 5s }}
+    health_check: {{ path: /healthz, interval: 500ms, timeout: 400ms }}
   auth: {{ targets: [127.0.0.1:{p['auth-service']}], timeouts: {{ connect: 500ms, response: 5s }} }}
-  gone: {{ targets: [127.0.0.1:{p['gone']}], timeouts: {{ connect: 200ms, response: 1s }} }}
+  gone:                                  # nothing listens: connections are refused
+    targets: [127.0.0.1:{p['gone']}]
+    timeouts: {{ connect: 200ms, response: 1s }}
+    health_check: {{ path: /healthz, interval: 500ms, timeout: 400ms, unhealthy_threshold: 100 }}
+    retries: {{ attempts: 1, budget: {{ ratio: 0.2, min_retries_per_second: 0, window: 10s }} }}
+    circuit_breaker: {{ min_requests: 8, failure_ratio: 0.5, window: 10s, open_for: 2s }}
 routes:
   - name: auth
     match: {{ path_prefix: /api/auth/ }}
@@ -216,6 +219,7 @@ routes:
   - name: gone
     match: {{ path_prefix: /api/gone/ }}
     upstream: gone
+    fallback: monolith
     auth: none
   - name: monolith
     match: {{ path_prefix: / }}
@@ -378,7 +382,15 @@ def step_split_successes(load: Load) -> None:
 def step_upstream_errors(load: Load) -> None:
     load.expect(load.get("/api/payments/missing", load.token(), echo_status=404), 404)
     load.expect(load.get("/api/payments/broken", load.token(), echo_status=503), 503)
-    load.expect(load.get("/api/gone/x"), 502)  # nothing listens: the gateway answers 502
+
+
+def step_dead_upstream(load: Load) -> None:
+    """`gone` refuses connections: a GET is retried on the route's fallback (the monolith) while
+    the retry budget lasts (then 502), until the breaker opens; then requests go straight to the
+    fallback. Its health checks fail too (unhealthy_threshold keeps it in rotation, so the
+    breaker, not health, decides)."""
+    load.expect(load.get("/api/gone/x"), 200, 502)
+    load.expect(load.http.post(load.stack.url("/api/gone/x"), timeout=10), 200, 502)
 
 
 def step_latency_spread(load: Load) -> None:
@@ -412,6 +424,7 @@ def step_extracted_services_directly(load: Load) -> None:
 REPEATED_STEPS = [
     step_split_successes,
     step_upstream_errors,
+    step_dead_upstream,
     step_latency_spread,
     step_auth_rejections,
     step_auth_service,
