@@ -26,8 +26,6 @@ pub struct Upstream {
     pub targets: Vec<Arc<Target>>,
     /// Shared by every request to this upstream (and kept across reloads while unchanged).
     pub budget: Arc<RetryBudget>,
-    /// The active check, when the upstream has a `health_check:`.
-    pub health_probe: Option<Arc<HttpHealthCheck>>,
 }
 
 /// One target and what is known about it: its circuit breaker (passive signal) and its active
@@ -41,6 +39,8 @@ pub struct Target {
     /// Statuses recorded as breaker failures.
     failure_statuses: Option<StatusSet>,
     pub health: Health,
+    /// The active check (`Host: <target>` unless `health_check.host` says otherwise).
+    pub probe: Option<Arc<HttpHealthCheck>>,
     breaker_spec: Option<BreakerSpec>,
     health_spec: Option<HealthCheckSpec>,
 }
@@ -149,16 +149,11 @@ impl Upstream {
             Some(p) if p.budget.config() == &spec.retries.budget => p.budget.clone(),
             _ => Arc::new(RetryBudget::new(spec.retries.budget.clone())),
         };
-        let health_probe = spec
-            .health_check
-            .as_ref()
-            .map(|h| Arc::new(crate::health::probe(h)));
         Ok(Upstream {
             spec,
             balancer,
             targets,
             budget,
-            health_probe,
         })
     }
 
@@ -284,6 +279,10 @@ fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<M
             .as_ref()
             .map(|b| b.failure_statuses.clone()),
         health: Health::default(),
+        probe: spec
+            .health_check
+            .as_ref()
+            .map(|h| Arc::new(crate::health::probe(h, name))),
         breaker_spec: spec.circuit_breaker.clone(),
         health_spec: spec.health_check.clone(),
     }

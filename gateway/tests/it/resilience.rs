@@ -419,4 +419,7 @@ async fn active_health_checks_take_a_target_out_of_rotation_and_bring_it_back() 
     );
     assert!(gw.metric(&checks).await.unwrap() >= 2.0);
     assert!(a.health_checks() >= 4);
+    let head = a.last_health_check();
+    assert!(head.contains(&format!("host: {}\r\n", a.addr())), "{head}");
+    assert!(head.contains("user-agent: gateway-health-check"), "{head}");
 }

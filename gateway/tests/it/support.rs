@@ -327,6 +327,8 @@ struct OriginState {
     healthy: std::sync::atomic::AtomicBool,
     requests: std::sync::atomic::AtomicUsize,
     health_checks: std::sync::atomic::AtomicUsize,
+    /// The request head of the last health check.
+    last_health_check: std::sync::Mutex<String>,
 }
 
 impl Origin {
@@ -338,6 +340,7 @@ impl Origin {
             healthy: true.into(),
             requests: 0.into(),
             health_checks: 0.into(),
+            last_health_check: Default::default(),
         });
         let (st, n) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
@@ -363,6 +366,11 @@ impl Origin {
         self.state
             .requests
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The last health check's request head, lower-cased.
+    pub fn last_health_check(&self) -> String {
+        self.state.last_health_check.lock().unwrap().clone()
     }
 
     pub fn health_checks(&self) -> usize {
@@ -413,6 +421,7 @@ async fn serve_origin_conn(
         buf.drain(..head_end + body_len);
         let (status, body) = if head.starts_with("get /healthz ") {
             state.health_checks.fetch_add(1, SeqCst);
+            *state.last_health_check.lock().unwrap() = head.clone();
             match state.healthy.load(SeqCst) {
                 true => (200, "ok".to_string()),
                 false => (503, "unhealthy".to_string()),
