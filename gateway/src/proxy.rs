@@ -37,6 +37,12 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+// The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
+// str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
+const XFF_WIRE: &str = "X-Forwarded-For";
+const XFP_WIRE: &str = "X-Forwarded-Proto";
+const XFH_WIRE: &str = "X-Forwarded-Host";
+const REQUEST_ID_WIRE: &str = "X-Request-ID";
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -312,7 +318,7 @@ impl ProxyHttp for Proxy {
             req.set_raw_path(target.as_bytes())?;
         }
         set_forwarded_headers(session, req, ctx)?;
-        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         auth::identity::strip(req, &ctx.rt.identity_headers);
         if let Some(v) = &ctx.identity {
             for (name, value) in &v.headers {
@@ -331,7 +337,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         Ok(())
     }
 
@@ -580,7 +586,7 @@ fn set_forwarded_headers(
                 .map(|v| v.as_bytes()),
             trusted,
         );
-        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+        req.insert_header(XFF_WIRE, xff)?;
     }
     let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let incoming_proto = session
@@ -593,7 +599,7 @@ fn set_forwarded_headers(
         _ if is_tls => "https",
         _ => "http",
     };
-    req.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
+    req.insert_header(XFP_WIRE, proto)?;
     let incoming_host = session.req_header().headers.get(&X_FORWARDED_HOST).cloned();
     let host = match incoming_host {
         Some(h) if peer_trusted => Some(h),
@@ -611,7 +617,7 @@ fn set_forwarded_headers(
             }),
     };
     match host {
-        Some(h) => req.insert_header(X_FORWARDED_HOST.clone(), h)?,
+        Some(h) => req.insert_header(XFH_WIRE, h)?,
         None => {
             req.remove_header(&X_FORWARDED_HOST);
         }
