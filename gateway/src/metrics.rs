@@ -3,8 +3,8 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -31,6 +31,12 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `gateway_jwks_last_success_timestamp_seconds`
     pub jwks_last_success: Gauge,
+    /// `gateway_rate_limit_rejections_total{route,policy}`
+    pub rate_limit_rejections: IntCounterVec,
+    /// `gateway_rate_limit_store_errors_total{policy}`
+    pub rate_limit_store_errors: IntCounterVec,
+    /// `gateway_rate_limit_store_duration_seconds`: one Redis call, failures included.
+    pub rate_limit_store_duration: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -105,6 +111,30 @@ impl Metrics {
             "Unix time of the last successful JWKS fetch.",
         )
         .expect("valid metric");
+        let rate_limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limit_rejections_total",
+                "Requests refused with 429, by route and the policy that refused.",
+            ),
+            &["route", "policy"],
+        )
+        .expect("valid metric");
+        let rate_limit_store_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limit_store_errors_total",
+                "Rate-limit store (Redis) calls that failed or timed out, by policy; on_store_error decided those requests.",
+            ),
+            &["policy"],
+        )
+        .expect("valid metric");
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_rate_limit_store_duration_seconds",
+                "Time of one rate-limit store (Redis) call, failures and timeouts included.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -117,6 +147,9 @@ impl Metrics {
             Box::new(jwks_refreshes.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(jwks_last_success.clone()),
+            Box::new(rate_limit_rejections.clone()),
+            Box::new(rate_limit_store_errors.clone()),
+            Box::new(rate_limit_store_duration.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -142,6 +175,9 @@ impl Metrics {
             jwks_refreshes,
             jwks_keys,
             jwks_last_success,
+            rate_limit_rejections,
+            rate_limit_store_errors,
+            rate_limit_store_duration,
         }
     }
 

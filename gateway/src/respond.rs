@@ -26,6 +26,10 @@ pub enum GatewayError {
     UpstreamBadResponse,
     Internal,
     Auth(AuthError),
+    /// 429: a rate-limit policy refused (its fields and `Retry-After` go with it).
+    RateLimited(crate::ratelimit::headers::Rejection),
+    /// 503: the rate-limit store is unreachable and `on_store_error: deny`.
+    RateLimitUnavailable,
     /// A status decided elsewhere (e.g. an `HTTPStatus` error from pingora).
     Status(u16),
 }
@@ -119,6 +123,21 @@ impl GatewayError {
                 "Service unavailable",
                 "Tokens cannot be checked right now.",
             ),
+            GatewayError::RateLimited(r) => Problem {
+                status: 429,
+                slug: "rate-limited",
+                title: "Too many requests",
+                detail: format!(
+                    "Rate limit \"{}\" exceeded; retry in {} s.",
+                    r.policy, r.retry_after_secs
+                ),
+            },
+            GatewayError::RateLimitUnavailable => p(
+                503,
+                "rate-limit-unavailable",
+                "Service unavailable",
+                "Rate limits cannot be checked right now.",
+            ),
             GatewayError::Status(code) => {
                 let title = http::StatusCode::from_u16(*code)
                     .ok()
@@ -178,6 +197,7 @@ impl GatewayError {
                 &[("www-authenticate", "Bearer error=\"invalid_request\"")]
             }
             GatewayError::Auth(AuthError::Unavailable) => &[("retry-after", "5")],
+            GatewayError::RateLimitUnavailable => &[("retry-after", "1")],
             _ => &[],
         }
     }
@@ -220,6 +240,12 @@ pub async fn send(
     let mut header = header(&problem, request_id, body.len())?;
     for (k, v) in err.extra_headers() {
         header.insert_header(*k, *v)?;
+    }
+    if let GatewayError::RateLimited(r) = err {
+        header.insert_header("retry-after", r.retry_after_secs.to_string())?;
+        for (k, v) in r.fields.pairs() {
+            header.insert_header(k, v)?;
+        }
     }
     session
         .write_response_header(Box::new(header), false)
