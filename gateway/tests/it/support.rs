@@ -301,3 +301,84 @@ pub fn kid_of(token: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     v["kid"].as_str().unwrap().to_string()
 }
+
+/// A throwaway `redis-server` on an ephemeral port, no persistence, so a test can kill it
+/// mid-run and start it again on the same port (empty).
+pub struct Redis {
+    proc: Proc,
+    pub port: u16,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let port = free_port();
+        Redis {
+            proc: Self::spawn(port).await,
+            port,
+        }
+    }
+
+    async fn spawn(port: u16) -> Proc {
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("redis-server not found: run scripts/setup.sh (installs the Debian package)");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        let proc = Proc::spawn("redis-server", cmd);
+        testkit::eventually("redis-server to answer PING", START, || async move {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+            let mut c = client.get_multiplexed_async_connection().await.ok()?;
+            let pong: String = redis::cmd("PING").query_async(&mut c).await.ok()?;
+            (pong == "PONG").then_some(())
+        })
+        .await;
+        proc
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (SIGKILL): its data is gone.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts a fresh server on the same port.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(self.port).await;
+    }
+
+    /// The keys matching `pattern`.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+
+    /// The remaining TTL of `key` in milliseconds (-2: no such key, -1: no TTL).
+    pub async fn pttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+}
