@@ -151,7 +151,7 @@ pub fn explain(
     {
         let _ = writeln!(
             out,
-            "rate limit: {} (all must admit; store {})",
+            "limits:    {} (all must admit; store {})",
             crate::ratelimit::Limiter::describe(rl, &route.rate_limit).join(", "),
             match rl.store {
                 crate::config::model::LimitStore::Memory => "memory",

@@ -318,6 +318,42 @@ mod tests {
     }
 
     #[test]
+    fn claim_keys_follow_the_verified_claim() {
+        let verified = |sub: serde_json::Value| Verified {
+            kid: "k".into(),
+            exp: 0,
+            sub: None,
+            roles: vec![],
+            scopes: vec![],
+            headers: vec![],
+            claims: serde_json::json!({ "sub": sub })
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let h = HeaderMap::new();
+        let key = LimitKey::Claim("sub".into());
+        let with = |v: &Verified| {
+            bucket_key(
+                &key,
+                &KeyInputs {
+                    client_ip: Some("10.0.0.1".parse().unwrap()),
+                    identity: Some(v),
+                    headers: &h,
+                    route: "r",
+                },
+            )
+        };
+        let (alice, bob) = (verified("alice".into()), verified("bob".into()));
+        assert_eq!(with(&alice), with(&verified("alice".into())));
+        assert_ne!(with(&alice), with(&bob));
+        // A null claim is a missing one; numbers count by their JSON text.
+        let missing = bucket_key(&key, &inputs(Some("10.0.0.1"), &h));
+        assert_eq!(with(&verified(serde_json::Value::Null)), missing);
+        assert_ne!(with(&verified(7.into())), missing);
+    }
+
+    #[test]
     fn route_keys_are_per_route_and_hex_is_fixed_length() {
         let h = HeaderMap::new();
         let a = bucket_key(&LimitKey::Route, &inputs(None, &h));

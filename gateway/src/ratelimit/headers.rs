@@ -1,4 +1,4 @@
-//! The IETF rate-limit fields, as in draft-ietf-httpapi-ratelimit-headers-10 (§3, §4):
+//! The IETF rate-limit fields, as in draft-ietf-httpapi-ratelimit-headers-10:
 //! Structured Field lists with one member per policy checked, the policy name as a String.
 //!
 //! ```text

@@ -60,6 +60,12 @@ async fn memory_store_admits_the_burst_then_rejects_with_problem_and_fields() {
         echo.addr()
     ))
     .await;
+    // Exported before anything was refused.
+    assert_eq!(
+        gw.metric("gateway_rate_limit_rejections_total{policy=\"per_ip\",route=\"limited\"}")
+            .await,
+        Some(0.0)
+    );
     // One request every 20s, bursts of 3: three pass, the fourth is refused.
     for (i, expected_t) in [20, 40, 60].into_iter().enumerate() {
         let r = get(&gw.url("/limited/x"), &[]).await;
@@ -409,6 +415,32 @@ async fn redis_outage_under_each_mode_and_recovery_on_restart() {
     assert_eq!(redis.keys("gateway:rl:shared:*").await.len(), 1);
 }
 
+#[tokio::test]
+async fn a_frozen_redis_costs_a_timeout_not_a_hang() {
+    let redis = Redis::start().await;
+    let echo = Echo::start("a").await;
+    let policy = "    shared: { key: client_ip, limit: 100, per: 1s }";
+    let gw = Gateway::start(&redis_config(&echo.addr(), &redis, policy, "deny")).await;
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    // Frozen: the TCP connection stays up and nothing answers. Each request is decided by
+    // on_store_error once store_timeout (500ms here) expires, or at once during the backoff.
+    redis.signal("STOP");
+    let r = get(&gw.url("/x"), &[]).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.json()["type"],
+        "urn:gateway:problem:rate-limit-unavailable"
+    );
+    assert!(store_errors(&gw).await >= 1.0);
+    redis.signal("CONT");
+    eventually(
+        "the gateway to use Redis again",
+        Duration::from_secs(15),
+        || async { (get(&gw.url("/x"), &[]).await.status == 200).then_some(()) },
+    )
+    .await;
+}
+
 async fn store_errors(gw: &Gateway) -> f64 {
     gw.metric("gateway_rate_limit_store_errors_total{policy=\"shared\"}")
         .await
@@ -434,7 +466,7 @@ fn explain_lists_the_policies_of_the_route() {
     assert!(out.status.success(), "{stdout}");
     assert!(
         stdout.contains(
-            "rate limit: per_ip (by client_ip: 20 per 1s, burst 40), per_route (by route: 1000 per 1m, burst 1000) (all must admit; store memory)\n"
+            "limits:    per_ip (by client_ip: 20 per 1s, burst 40), per_route (by route: 1000 per 1m, burst 1000) (all must admit; store memory)\n"
         ),
         "{stdout}"
     );

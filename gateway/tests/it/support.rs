@@ -354,6 +354,11 @@ impl Redis {
         self.proc.kill();
     }
 
+    /// Sends a signal (`STOP` freezes it: connections stay open, nothing answers).
+    pub fn signal(&self, sig: &str) {
+        self.proc.signal(sig);
+    }
+
     /// Starts a fresh server on the same port.
     pub async fn restart(&mut self) {
         self.proc.kill();
