@@ -5,29 +5,32 @@
 //! | phase | does |
 //! |---|---|
 //! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
-//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target |
+//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
+//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise) |
 //! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
+//! | `fail_to_connect` / `error_while_proxy` | record breaker failures; decide retries (see [`Proxy::may_retry`]) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics |
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use http::header::{self, HeaderName};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::auth::verify::Verified;
+use crate::breaker::{Outcome, Permit};
 use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, Target, Upstream};
 use crate::{auth, forwarding, path, ratelimit, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,7 +59,24 @@ pub struct RequestCtx {
     /// Normalised and rewritten path plus the original query, when it differs from the
     /// incoming request target.
     upstream_target: Option<String>,
+    /// The upstream serving the current attempt (the route's, or its fallback).
     upstream: Option<Arc<Upstream>>,
+    /// The route's upstream for this request (the split side, chosen once).
+    primary: Option<Arc<Upstream>>,
+    /// The current attempt's target.
+    target: Option<Arc<Target>>,
+    /// The current attempt's breaker permit, until its outcome is recorded.
+    permit: Option<Permit>,
+    /// Upstream attempts made so far (1 = the first).
+    attempts: u32,
+    /// Targets already tried, so that a retry goes elsewhere when it can.
+    tried: Vec<SocketAddr>,
+    /// The failed attempt broke on a reused pooled connection: the same target may be retried.
+    retry_same_target: bool,
+    /// The current attempt's response headers arrived (nothing may be retried after that).
+    response_started: bool,
+    /// The request was sent to the route's fallback.
+    fell_back: bool,
     /// The verified token, when the route checked one and the request carried one.
     identity: Option<Arc<Verified>>,
     /// `Bearer <token>` when the client spelled the scheme differently.
@@ -81,6 +101,14 @@ impl ProxyHttp for Proxy {
             route: None,
             upstream_target: None,
             upstream: None,
+            primary: None,
+            target: None,
+            permit: None,
+            attempts: 0,
+            tried: Vec::new(),
+            retry_same_target: false,
+            response_started: false,
+            fell_back: false,
             identity: None,
             authorization: None,
             rate_limit: None,
@@ -130,28 +158,147 @@ impl ProxyHttp for Proxy {
             .route
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let name = match &route.target {
-            RouteTarget::Single(name) => name.as_str(),
-            RouteTarget::Split { sides, sticky_by } => {
-                let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
-                upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+        let primary = match &ctx.primary {
+            Some(p) => p.clone(),
+            None => {
+                let name = match &route.target {
+                    RouteTarget::Single(name) => name.as_str(),
+                    RouteTarget::Split { sides, sticky_by } => {
+                        let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
+                        upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+                    }
+                };
+                let up = upstream_named(&ctx.rt, name)?;
+                up.budget.record_request();
+                ctx.primary = Some(up.clone());
+                up
             }
         };
-        let up = ctx.rt.upstreams.get(name).cloned().ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "upstream missing from runtime")
-        })?;
-        let Some(backend) = up.select() else {
-            ctx.failure = Some(GatewayError::NoTargetAvailable {
-                upstream: name.to_string(),
-            });
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no target available",
-            ));
+        ctx.attempts += 1;
+        if ctx.attempts > 1 {
+            let failed_on = ctx.upstream.as_ref().unwrap_or(&primary);
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&[route.name.as_str(), failed_on.spec.name.as_str()])
+                .inc();
+            let wait = primary.spec.retries.backoff_for(ctx.attempts - 1);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        ctx.response_started = false;
+        let avoid: &[SocketAddr] = if std::mem::take(&mut ctx.retry_same_target) {
+            &[]
+        } else {
+            &ctx.tried
         };
-        let peer = up.peer(&backend);
+        let fallback = fallback_of(&route, &primary, &ctx.rt);
+        let (up, pick) = match primary.pick(avoid) {
+            Ok(pick) => (primary, pick),
+            Err(unavailable) => {
+                let alternative = fallback.map(|fb| (fb.pick(avoid), fb));
+                match alternative {
+                    Some((Ok(pick), fb)) => {
+                        if !ctx.fell_back {
+                            ctx.fell_back = true;
+                            self.shared
+                                .metrics
+                                .fallbacks
+                                .with_label_values(&[
+                                    route.name.as_str(),
+                                    primary.spec.name.as_str(),
+                                    fb.spec.name.as_str(),
+                                ])
+                                .inc();
+                        }
+                        (fb.clone(), pick)
+                    }
+                    other => {
+                        let retry_after = match other {
+                            Some((Err(u), _)) => u.retry_after.min(unavailable.retry_after),
+                            _ => unavailable.retry_after,
+                        };
+                        ctx.failure = Some(GatewayError::NoTargetAvailable {
+                            upstream: primary.spec.name.clone(),
+                            retry_after,
+                        });
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            "no target available",
+                        ));
+                    }
+                }
+            }
+        };
+        let peer = up.peer(&pick.target);
+        ctx.tried.push(pick.target.addr);
+        ctx.target = Some(pick.target);
+        ctx.permit = pick.permit;
         ctx.upstream = Some(up);
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        if status >= 200 {
+            ctx.response_started = true;
+            if let (Some(permit), Some(target)) = (ctx.permit.take(), &ctx.target) {
+                permit.record(target.outcome_of_status(status));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(permit) = ctx.permit.take() {
+            permit.record(Outcome::Failure);
+        }
+        // Nothing was sent: any method may go again.
+        let retry = self.may_retry(ctx, false);
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let upstream_fault = *e.esource() == ErrorSource::Upstream;
+        // pingora marks errors that a reused (possibly server-closed) pooled connection explains:
+        // not the target's fault, and the same target may be tried again on a fresh connection.
+        e.retry.decide_reuse(client_reused);
+        let stale_connection = e.retry();
+        if let Some(permit) = ctx.permit.take()
+            && upstream_fault
+            && !stale_connection
+        {
+            permit.record(Outcome::Failure);
+        }
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.response_started
+            && session.response_written().is_none();
+        let retry = upstream_fault && replayable && self.may_retry(ctx, stale_connection);
+        ctx.retry_same_target = retry && stale_connection;
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -236,6 +383,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // An attempt that never got an outcome (the client left) counts as nothing.
+        drop(ctx.permit.take());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -261,6 +410,58 @@ impl ProxyHttp for Proxy {
         // `fail_to_proxy` logs failures with the request id and route.
         true
     }
+}
+
+impl Proxy {
+    /// Whether a failed attempt is tried again. The caller has already decided the request is
+    /// safe to repeat (nothing sent, or an idempotent method with a replayable body and no
+    /// response yet). Then it is retried when attempts are left, there is somewhere to send it
+    /// (an untried, available target of the route's upstream or of its fallback; or the same
+    /// target when `same_target_ok`), and the upstream's retry budget allows it (checked last:
+    /// only retries that would happen spend it).
+    fn may_retry(&self, ctx: &RequestCtx, same_target_ok: bool) -> bool {
+        let (Some(primary), Some(route)) = (&ctx.primary, &ctx.route) else {
+            return false;
+        };
+        if ctx.attempts > primary.spec.retries.attempts {
+            return false;
+        }
+        let somewhere = same_target_ok
+            || primary.has_candidate(&ctx.tried)
+            || fallback_of(route, primary, &ctx.rt).is_some_and(|fb| fb.has_candidate(&ctx.tried));
+        if !somewhere {
+            return false;
+        }
+        if !primary.budget.try_retry() {
+            self.shared
+                .metrics
+                .retry_budget_exhausted
+                .with_label_values(&[primary.spec.name.as_str()])
+                .inc();
+            return false;
+        }
+        true
+    }
+}
+
+fn upstream_named(rt: &Runtime, name: &str) -> Result<Arc<Upstream>> {
+    rt.upstreams
+        .get(name)
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream missing from runtime"))
+}
+
+/// The route's fallback upstream, unless it is the upstream already chosen (a split side).
+fn fallback_of<'a>(
+    route: &RouteSpec,
+    primary: &Upstream,
+    rt: &'a Runtime,
+) -> Option<&'a Arc<Upstream>> {
+    let name = route.fallback.as_deref()?;
+    if name == primary.spec.name {
+        return None;
+    }
+    rt.upstreams.get(name)
 }
 
 /// Admission, in order: framing → path normalisation → route.

@@ -84,7 +84,7 @@ pub fn rejection(seen: &[(&LimitPolicy, Decision)]) -> Rejection {
         .unwrap_or_default();
     Rejection {
         policy: p,
-        retry_after_secs: ceil_secs(d.retry_after).max(1),
+        retry_after_secs: crate::respond::retry_after_secs(d.retry_after),
         fields: fields(seen),
     }
 }
