@@ -68,6 +68,35 @@ pub fn redis_key(policy: &str, key: &BucketKey) -> String {
     format!("gateway:rl:{policy}:{}", key.hex())
 }
 
+/// `scheme://user:secret@host` → `scheme://user:***@host` everywhere in `text` (for showing a
+/// config file: `redis_url` may carry a password).
+pub fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"',}]#".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                if let Some(colon) = userinfo.find(':') {
+                    out.push_str(&userinfo[..=colon]);
+                }
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Reads the script's reply.
 pub fn decision(reply: (i64, i64, i64), interval: Duration) -> Decision {
     let (allowed, a, reset) = reply;
@@ -267,6 +296,19 @@ mod tests {
         assert_eq!(d.reset, Duration::from_millis(340));
         // Nonsense from the server cannot underflow.
         assert_eq!(decision((0, -5, -5), t).retry_after, Duration::ZERO);
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_url_passwords("redis_url: redis://app:s3cr:et@redis:6379/0\nx: http://h/p\n"),
+            "redis_url: redis://app:***@redis:6379/0\nx: http://h/p\n"
+        );
+        assert_eq!(
+            mask_url_passwords("u: \"rediss://:pw@r\" # and redis://tok@r"),
+            "u: \"rediss://:***@r\" # and redis://***@r"
+        );
+        assert_eq!(mask_url_passwords("no urls"), "no urls");
     }
 
     #[test]

@@ -441,6 +441,29 @@ async fn a_frozen_redis_costs_a_timeout_not_a_hang() {
     .await;
 }
 
+#[tokio::test]
+async fn a_password_protected_redis_works_and_its_password_is_never_shown() {
+    let redis = Redis::start_with_password(Some("s3cret-pw")).await;
+    let echo = Echo::start("a").await;
+    let policy = "    shared: { key: client_ip, limit: 1, per: 1m }";
+    let gw = Gateway::start(&redis_config(&echo.addr(), &redis, policy, "deny")).await;
+    // deny: a 200 then a 429 means the gateway authenticated to Redis and counted there.
+    assert_eq!(statuses(&gw.url("/x"), &[], 2).await, vec![200, 429]);
+    assert_eq!(redis.keys("gateway:rl:shared:*").await.len(), 1);
+    let config = testkit::http_client()
+        .get(gw.admin_url("/admin/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("redis://:***@127.0.0.1"), "{config}");
+    assert!(!config.contains("s3cret-pw"), "{config}");
+    assert!(!gw.proc.stderr().contains("s3cret-pw"));
+    assert!(!gw.proc.stdout().contains("s3cret-pw"));
+}
+
 async fn store_errors(gw: &Gateway) -> f64 {
     gw.metric("gateway_rate_limit_store_errors_total{policy=\"shared\"}")
         .await

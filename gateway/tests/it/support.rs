@@ -307,18 +307,26 @@ pub fn kid_of(token: &str) -> String {
 pub struct Redis {
     proc: Proc,
     pub port: u16,
+    password: Option<String>,
 }
 
 impl Redis {
     pub async fn start() -> Redis {
+        Self::start_with_password(None).await
+    }
+
+    /// With `requirepass` when `password` is given.
+    pub async fn start_with_password(password: Option<&str>) -> Redis {
         let port = free_port();
+        let password = password.map(str::to_string);
         Redis {
-            proc: Self::spawn(port).await,
+            proc: Self::spawn(port, password.as_deref()).await,
             port,
+            password,
         }
     }
 
-    async fn spawn(port: u16) -> Proc {
+    async fn spawn(port: u16, password: Option<&str>) -> Proc {
         let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -334,19 +342,33 @@ impl Redis {
             "--appendonly",
             "no",
         ]);
+        if let Some(p) = password {
+            cmd.args(["--requirepass", p]);
+        }
         let proc = Proc::spawn("redis-server", cmd);
-        testkit::eventually("redis-server to answer PING", START, || async move {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-            let mut c = client.get_multiplexed_async_connection().await.ok()?;
-            let pong: String = redis::cmd("PING").query_async(&mut c).await.ok()?;
-            (pong == "PONG").then_some(())
+        let url = Self::url_for(port, password);
+        testkit::eventually("redis-server to answer PING", START, || {
+            let url = url.clone();
+            async move {
+                let client = redis::Client::open(url).ok()?;
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                let pong: String = redis::cmd("PING").query_async(&mut c).await.ok()?;
+                (pong == "PONG").then_some(())
+            }
         })
         .await;
         proc
     }
 
+    fn url_for(port: u16, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{port}/0"),
+            None => format!("redis://127.0.0.1:{port}/0"),
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        Self::url_for(self.port, self.password.as_deref())
     }
 
     /// Kills the server (SIGKILL): its data is gone.
@@ -362,7 +384,7 @@ impl Redis {
     /// Starts a fresh server on the same port.
     pub async fn restart(&mut self) {
         self.proc.kill();
-        self.proc = Self::spawn(self.port).await;
+        self.proc = Self::spawn(self.port, self.password.as_deref()).await;
     }
 
     /// The keys matching `pattern`.
