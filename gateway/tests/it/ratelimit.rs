@@ -450,14 +450,7 @@ async fn a_password_protected_redis_works_and_its_password_is_never_shown() {
     // deny: a 200 then a 429 means the gateway authenticated to Redis and counted there.
     assert_eq!(statuses(&gw.url("/x"), &[], 2).await, vec![200, 429]);
     assert_eq!(redis.keys("gateway:rl:shared:*").await.len(), 1);
-    let config = testkit::http_client()
-        .get(gw.admin_url("/admin/config"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let config = get(&gw.admin_url("/admin/config"), &[]).await.body;
     assert!(config.contains("redis://:***@127.0.0.1"), "{config}");
     assert!(!config.contains("s3cret-pw"), "{config}");
     assert!(!gw.proc.stderr().contains("s3cret-pw"));
