@@ -10,13 +10,15 @@
 //!   again: an idle key expires once it means nothing.
 //! - **Connections**: `pool_size` multiplexed connections, used round robin (each pipelines
 //!   any number of concurrent requests).
-//! - **Failures**: every call (connecting included) is bounded by `store_timeout`. A failed call
-//!   drops that connection; the slot then answers "unavailable" at once for a backoff (250ms,
-//!   doubling to 2s while reconnects keep failing) before one request tries to reconnect, so a
-//!   dead Redis costs no waiting and sees no reconnect storm, and the gateway goes back to
-//!   Redis by itself once it answers again.
+//! - **Failures**: every call is bounded by `store_timeout`. A failed call drops that
+//!   connection; the slot then answers "unavailable" at once for a backoff (250ms, doubling to
+//!   2s while reconnects keep failing) before one request starts a reconnect, so a dead Redis
+//!   costs no waiting and sees no reconnect storm, and the gateway goes back to Redis by itself
+//!   once it answers again. A connect runs in a background task with its own 2s timeout (TCP,
+//!   TLS and AUTH may take longer than one call); the request that started it waits at most
+//!   `store_timeout`, the others don't wait.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +50,8 @@ return {1, capacity - (new_tat - now), new_tat - now}
 ";
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
+/// A connect (TCP, TLS, AUTH) runs in the background, so it may take longer than one call.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Why a store call gave no decision. Never carries the URL.
@@ -55,8 +59,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub enum StoreError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("backing off after a failure")]
-    BackingOff,
+    #[error("not connected (backing off after a failure, or connecting)")]
+    NotConnected,
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected script reply")]
@@ -123,8 +127,10 @@ pub fn decision(reply: (i64, i64, i64), interval: Duration) -> Decision {
 
 struct Slot {
     conn: ArcSwapOption<MultiplexedConnection>,
-    /// Held while one request connects; the others don't wait for it.
-    connecting: tokio::sync::Mutex<()>,
+    /// A connect task is running; requests that find it so don't wait for it.
+    connecting: AtomicBool,
+    /// Woken when a connect task ends (connected or not).
+    connected: tokio::sync::Notify,
     backoff: Mutex<Backoff>,
 }
 
@@ -135,6 +141,15 @@ struct Backoff {
 }
 
 impl Slot {
+    fn new() -> Slot {
+        Slot {
+            conn: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            connected: tokio::sync::Notify::new(),
+            backoff: Mutex::new(Backoff::default()),
+        }
+    }
+
     fn may_connect(&self) -> bool {
         let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         b.retry_at.is_none_or(|at| Instant::now() >= at)
@@ -163,7 +178,7 @@ impl Slot {
 pub struct RedisStore {
     client: redis::Client,
     url: String,
-    slots: Vec<Slot>,
+    slots: Vec<Arc<Slot>>,
     next: AtomicUsize,
     timeout: Duration,
     script: redis::Script,
@@ -185,11 +200,7 @@ impl RedisStore {
             client,
             url: url.to_string(),
             slots: (0..pool_size.max(1))
-                .map(|_| Slot {
-                    conn: ArcSwapOption::empty(),
-                    connecting: tokio::sync::Mutex::new(()),
-                    backoff: Mutex::new(Backoff::default()),
-                })
+                .map(|_| Arc::new(Slot::new()))
                 .collect(),
             next: AtomicUsize::new(0),
             timeout,
@@ -223,7 +234,9 @@ impl RedisStore {
                 slot.succeeded();
                 Ok(decision(reply, interval))
             }
-            Err(StoreError::BackingOff) => Err(StoreError::BackingOff),
+            Err(StoreError::NotConnected) => Err(StoreError::NotConnected),
+            // Still connecting (in the background): not a failure of the connection.
+            Err(e @ StoreError::Timeout(_)) if slot.connecting.load(Ordering::Acquire) => Err(e),
             Err(e) => {
                 slot.failed();
                 Err(e)
@@ -233,7 +246,7 @@ impl RedisStore {
 
     async fn eval(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         policy: &LimitPolicy,
         key: &BucketKey,
     ) -> Result<(i64, i64, i64), StoreError> {
@@ -255,26 +268,52 @@ impl RedisStore {
         }
     }
 
-    async fn connect(&self, slot: &Slot) -> Result<MultiplexedConnection, StoreError> {
+    /// Starts connecting `slot` in the background (its own [`CONNECT_TIMEOUT`], so a slow
+    /// handshake still completes) and waits for it; the caller's store timeout bounds the wait.
+    /// Only the request that starts a connect waits: others fail at once.
+    async fn connect(&self, slot: &Arc<Slot>) -> Result<MultiplexedConnection, StoreError> {
         if !slot.may_connect() {
-            return Err(StoreError::BackingOff);
+            return Err(StoreError::NotConnected);
         }
-        let Ok(_guard) = slot.connecting.try_lock() else {
-            return Err(StoreError::BackingOff);
-        };
-        if let Some(c) = slot.conn.load_full() {
-            return Ok((*c).clone());
+        let done = slot.connected.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if slot.connecting.swap(true, Ordering::AcqRel) {
+            return Err(StoreError::NotConnected);
         }
+        let (task_slot, client) = (slot.clone(), self.client.clone());
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(self.timeout));
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        slot.conn.store(Some(Arc::new(conn.clone())));
-        tracing::info!("rate-limit store: connected to Redis");
-        Ok(conn)
+        tokio::spawn(async move {
+            let attempt = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                client.get_multiplexed_async_connection_with_config(&config),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(conn)) => {
+                    task_slot.conn.store(Some(Arc::new(conn)));
+                    task_slot.succeeded();
+                    tracing::info!("rate-limit store: connected to Redis");
+                }
+                Ok(Err(e)) => {
+                    task_slot.failed();
+                    tracing::warn!(error = %e, "rate-limit store: cannot connect to Redis");
+                }
+                Err(_) => {
+                    task_slot.failed();
+                    tracing::warn!("rate-limit store: connecting to Redis timed out");
+                }
+            }
+            task_slot.connecting.store(false, Ordering::Release);
+            task_slot.connected.notify_waiters();
+        });
+        done.await;
+        slot.conn
+            .load_full()
+            .map(|c| (*c).clone())
+            .ok_or(StoreError::NotConnected)
     }
 }
 
@@ -319,11 +358,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backoff_doubles_to_a_cap_and_resets_on_success() {
-        let s = Slot {
-            conn: ArcSwapOption::empty(),
-            connecting: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(Backoff::default()),
-        };
+        let s = Slot::new();
         assert!(s.may_connect());
         s.failed();
         assert!(!s.may_connect());
