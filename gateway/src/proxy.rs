@@ -69,6 +69,10 @@ pub struct RequestCtx {
     permit: Option<Permit>,
     /// Upstream attempts made so far (1 = the first).
     attempts: u32,
+    /// Retries counted against `retries.attempts` (and the budget).
+    retries_spent: u32,
+    /// The one free retry of a broken pooled connection has been used.
+    stale_retry_used: bool,
     /// Targets already tried, so that a retry goes elsewhere when it can.
     tried: Vec<SocketAddr>,
     /// The failed attempt broke on a reused pooled connection: the same target may be retried.
@@ -105,6 +109,8 @@ impl ProxyHttp for Proxy {
             target: None,
             permit: None,
             attempts: 0,
+            retries_spent: 0,
+            stale_retry_used: false,
             tried: Vec::new(),
             retry_same_target: false,
             response_started: false,
@@ -175,6 +181,7 @@ impl ProxyHttp for Proxy {
             }
         };
         ctx.attempts += 1;
+        let same_target_ok = std::mem::take(&mut ctx.retry_same_target);
         if ctx.attempts > 1 {
             let failed_on = ctx.upstream.as_ref().unwrap_or(&primary);
             self.shared
@@ -182,17 +189,17 @@ impl ProxyHttp for Proxy {
                 .retries
                 .with_label_values(&[route.name.as_str(), failed_on.spec.name.as_str()])
                 .inc();
-            let wait = primary.spec.retries.backoff_for(ctx.attempts - 1);
+            // A broken pooled connection is retried at once; a failure waits its backoff.
+            let wait = match same_target_ok {
+                true => std::time::Duration::ZERO,
+                false => primary.spec.retries.backoff_for(ctx.retries_spent),
+            };
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
         }
         ctx.response_started = false;
-        let avoid: &[SocketAddr] = if std::mem::take(&mut ctx.retry_same_target) {
-            &[]
-        } else {
-            &ctx.tried
-        };
+        let avoid: &[SocketAddr] = if same_target_ok { &[] } else { &ctx.tried };
         let fallback = fallback_of(&route, &primary, &ctx.rt);
         let (up, pick) = match primary.pick(avoid) {
             Ok(pick) => (primary, pick),
@@ -296,7 +303,6 @@ impl ProxyHttp for Proxy {
             && !ctx.response_started
             && session.response_written().is_none();
         let retry = upstream_fault && replayable && self.may_retry(ctx, stale_connection);
-        ctx.retry_same_target = retry && stale_connection;
         e.set_retry(retry);
         e
     }
@@ -415,19 +421,30 @@ impl ProxyHttp for Proxy {
 impl Proxy {
     /// Whether a failed attempt is tried again. The caller has already decided the request is
     /// safe to repeat (nothing sent, or an idempotent method with a replayable body and no
-    /// response yet). Then it is retried when attempts are left, there is somewhere to send it
-    /// (an untried, available target of the route's upstream or of its fallback; or the same
-    /// target when `same_target_ok`), and the upstream's retry budget allows it (checked last:
-    /// only retries that would happen spend it).
-    fn may_retry(&self, ctx: &RequestCtx, same_target_ok: bool) -> bool {
+    /// response yet).
+    ///
+    /// * `stale_connection`: the attempt broke on a reused pooled connection (the origin closed
+    ///   it while idle; pingora's `ReusedOnly` errors). The first such failure of a request is
+    ///   retried at once, on any target including the same one, without counting as a retry:
+    ///   it says nothing about the target. (If the target is really gone, that retry fails to
+    ///   connect and the counted retry below takes over.)
+    /// * Otherwise a counted retry happens when `retries.attempts` are left, there is somewhere
+    ///   to send it (an untried, available target of the route's upstream or of its fallback),
+    ///   and the upstream's retry budget allows it (checked last: only retries that would happen
+    ///   spend it).
+    fn may_retry(&self, ctx: &mut RequestCtx, stale_connection: bool) -> bool {
+        if stale_connection && !ctx.stale_retry_used {
+            ctx.stale_retry_used = true;
+            ctx.retry_same_target = true;
+            return true;
+        }
         let (Some(primary), Some(route)) = (&ctx.primary, &ctx.route) else {
             return false;
         };
-        if ctx.attempts > primary.spec.retries.attempts {
+        if ctx.retries_spent >= primary.spec.retries.attempts {
             return false;
         }
-        let somewhere = same_target_ok
-            || primary.has_candidate(&ctx.tried)
+        let somewhere = primary.has_candidate(&ctx.tried)
             || fallback_of(route, primary, &ctx.rt).is_some_and(|fb| fb.has_candidate(&ctx.tried));
         if !somewhere {
             return false;
@@ -440,6 +457,7 @@ impl Proxy {
                 .inc();
             return false;
         }
+        ctx.retries_spent += 1;
         true
     }
 }

@@ -435,6 +435,8 @@ struct OriginState {
     healthy: std::sync::atomic::AtomicBool,
     requests: std::sync::atomic::AtomicUsize,
     health_checks: std::sync::atomic::AtomicUsize,
+    /// Set by [`Origin::die`]: open connections read their next request and close.
+    dead: std::sync::atomic::AtomicBool,
     /// The request head of the last health check.
     last_health_check: std::sync::Mutex<String>,
 }
@@ -449,6 +451,7 @@ impl Origin {
             requests: 0.into(),
             health_checks: 0.into(),
             last_health_check: Default::default(),
+            dead: false.into(),
         });
         let (st, n) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
@@ -474,6 +477,16 @@ impl Origin {
         self.state
             .requests
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Dies like a killed process would, as seen from a pooled connection: the listener closes
+    /// (new connections are refused) and each open connection reads its next request, then
+    /// closes without answering.
+    pub fn die(&self) {
+        self.state
+            .dead
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.abort();
     }
 
     /// The last health check's request head, lower-cased.
@@ -527,6 +540,10 @@ async fn serve_origin_conn(
             }
         }
         buf.drain(..head_end + body_len);
+        if state.dead.load(SeqCst) {
+            state.requests.fetch_add(1, SeqCst);
+            return;
+        }
         let (status, body) = if head.starts_with("get /healthz ") {
             state.health_checks.fetch_add(1, SeqCst);
             *state.last_health_check.lock().unwrap() = head.clone();
