@@ -4,8 +4,9 @@ A real Prometheus (the `prometheus` binary; scripts/setup.sh installs Debian's p
 on an ephemeral port with its own storage and the scrape config generated from
 config/prometheus.yml (1s scrapes and rule evaluations, targets on 127.0.0.1), scrapes a real
 gateway (JWT auth against the real auth-service, a 50/50 split between two `echo` origins, an
-unreachable upstream, a role-protected route), the real auth-service and the extracted services
-while `generate_load` runs for LOAD_SECONDS. Then:
+unreachable upstream with a fallback, a role-protected route, rate limits in a real
+`redis-server`), the real auth-service and the extracted services while `generate_load` runs for
+LOAD_SECONDS. Then:
 
 - every target expression of every panel of grafana/dashboards/*.json, with the dashboard's
   variables resolved (each must resolve to values; "All" becomes `.*`) and `$__rate_interval`
@@ -57,10 +58,6 @@ from prometheus_config import local_config  # noqa: E402
 # an entry is already exposed), and extend `generate_load` so the panel has data; this set must
 # be empty before issue 7 closes.
 PENDING_METRICS = {
-    # rate limits
-    "gateway_rate_limit_rejections_total",
-    "gateway_rate_limit_store_errors_total",
-    "gateway_rate_limit_store_duration_seconds",
     # tracing, access logs, upstream timing
     "gateway_upstream_duration_seconds",
     "gateway_trace_spans_dropped_total",
@@ -136,6 +133,15 @@ def binary(name: str) -> Path:
     return path
 
 
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -152,16 +158,28 @@ class Stack:
     ports: dict = field(default_factory=dict)
     gateway_config: Path | None = None
     gateway_config_text: str = ""
+    redis: Proc | None = None
 
-    def start(self, name: str, args: list, health_url: str) -> Proc:
+    def start(self, name: str, args: list, health_url: str | None, ready=None) -> Proc:
         proc = Proc(name, args, self.workdir)
         self.procs.append(proc)
         try:
-            wait_http_ok(health_url)
+            if health_url:
+                wait_http_ok(health_url)
+            else:
+                eventually(f"{name} to be ready", START_TIMEOUT, ready)
         except BaseException:
             print(f"--- {name} log ---\n{proc.log_tail()}", file=sys.stderr)
             raise
         return proc
+
+    def start_redis(self) -> Proc:
+        """A throwaway redis-server (no persistence) for the limiter's shared store; the load
+        stops it and starts it again on the same port."""
+        port = self.ports["redis"]
+        args = [tool("redis-server"), "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.redis = self.start("redis-server", args, None, lambda: redis_answers(port))
+        return self.redis
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}{path}"
@@ -203,6 +221,14 @@ upstreams:
     health_check: {{ path: /healthz, interval: 500ms, timeout: 400ms, unhealthy_threshold: 100 }}
     retries: {{ attempts: 1, budget: {{ ratio: 0.2, min_retries_per_second: 0, window: 10s }} }}
     circuit_breaker: {{ min_requests: 8, failure_ratio: 0.5, window: 10s, open_for: 2s }}
+rate_limits:
+  store: redis
+  redis_url: redis://127.0.0.1:{p['redis']}/0
+  store_timeout: 100ms
+  on_store_error: local
+  policies:
+    tiny: {{ key: route, limit: 5, per: 1s }}
+    per_user: {{ key: claim.sub, limit: 1000, per: 1s }}
 routes:
   - name: auth
     match: {{ path_prefix: /api/auth/ }}
@@ -212,6 +238,12 @@ routes:
     match: {{ path_prefix: /api/payments/ }}
     split: [ {{ upstream: payments, weight: 50 }}, {{ upstream: monolith, weight: 50 }} ]
     auth: required
+    rate_limit: [per_user]
+  - name: limited
+    match: {{ path_prefix: /api/limited/ }}
+    upstream: monolith
+    auth: none
+    rate_limit: [tiny]
   - name: admin
     match: {{ path_prefix: /api/admin/ }}
     upstream: monolith
@@ -232,7 +264,7 @@ def start_stack(workdir: Path) -> Stack:
     stack = Stack(workdir)
     p = stack.ports
     for name in ("echo-monolith", "echo-payments", "auth-service", "notifications", "payments",
-                 "gateway", "gateway-admin", "gone"):
+                 "gateway", "gateway-admin", "gone", "redis"):
         p[name] = free_port()  # `gone`: nothing listens there (connection refused → 502)
     try:
         for name in ("monolith", "payments"):
@@ -252,6 +284,7 @@ def start_stack(workdir: Path) -> Stack:
         for name in ("notifications", "payments"):
             stack.start(name, [binary(name), "--listen", f"127.0.0.1:{p[name]}"],
                         f"http://127.0.0.1:{p[name]}/healthz")
+        stack.start_redis()
         stack.gateway_config = workdir / "gateway.yaml"
         stack.gateway_config_text = gateway_config(p)
         stack.gateway_config.write_text(stack.gateway_config_text)
@@ -367,7 +400,26 @@ def once_config_reloads(load: Load) -> None:
         eventually(f"{series} to increase", 10, lambda: load.gateway_metric(series) > before)
 
 
-ONCE_STEPS = [once_users, once_refresh_rotation_reuse_and_logout, once_throttled_logins, once_config_reloads]
+def once_rate_limit_store_outage(load: Load) -> None:
+    """Redis goes away: the limiter's calls fail (counted per policy) and `on_store_error: local`
+    decides; then Redis comes back on the same port."""
+    stack = load.stack
+    stack.redis.stop()
+    series = 'gateway_rate_limit_store_errors_total{policy="tiny"}'
+    before = load.gateway_metric(series)
+    for _ in range(5):
+        load.expect(load.get("/api/limited/outage"), 200, 429)
+    assert load.gateway_metric(series) > before, f"{series} did not count the outage"
+    stack.start_redis()
+
+
+ONCE_STEPS = [
+    once_users,
+    once_refresh_rotation_reuse_and_logout,
+    once_throttled_logins,
+    once_config_reloads,
+    once_rate_limit_store_outage,
+]
 
 
 # Repeated steps run in turn until the load's time is up.
@@ -391,6 +443,12 @@ def step_dead_upstream(load: Load) -> None:
     breaker, not health, decides)."""
     load.expect(load.get("/api/gone/x"), 200, 502)
     load.expect(load.http.post(load.stack.url("/api/gone/x"), timeout=10), 200, 502)
+
+
+def step_rate_limited(load: Load) -> None:
+    """`tiny` admits 5 requests a second on its route: a burst of 8 gets some 429s."""
+    statuses = [load.get("/api/limited/x").status_code for _ in range(8)]
+    assert set(statuses) <= {200, 429} and 429 in statuses, statuses
 
 
 def step_latency_spread(load: Load) -> None:
@@ -425,6 +483,7 @@ REPEATED_STEPS = [
     step_split_successes,
     step_upstream_errors,
     step_dead_upstream,
+    step_rate_limited,
     step_latency_spread,
     step_auth_rejections,
     step_auth_service,
