@@ -21,6 +21,7 @@
 //! | [`reload`] | file watching (directory-level, debounced) and SIGHUP |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes` |
 //! | [`metrics`] | every metric, registered once |
+//! | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
 //! | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | [`explain`] | `gateway explain` |
 //! | [`server`] | wiring the pingora server together |
@@ -45,6 +46,7 @@ pub mod config;
 pub mod explain;
 pub mod forwarding;
 pub mod metrics;
+pub mod observability;
 pub mod path;
 pub mod proxy;
 pub mod reload;

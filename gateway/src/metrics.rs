@@ -3,8 +3,8 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -31,6 +31,14 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `gateway_jwks_last_success_timestamp_seconds`
     pub jwks_last_success: Gauge,
+    /// `gateway_upstream_duration_seconds{route,upstream}`: per upstream attempt, from
+    /// choosing the target to the response headers.
+    pub upstream_duration: HistogramVec,
+    /// `gateway_trace_spans_dropped_total`: spans that did not reach the collector (export
+    /// queue full, or the export failed).
+    pub trace_spans_dropped: IntCounter,
+    /// `gateway_access_log_lines_dropped_total`: lines dropped because the writer was behind.
+    pub access_log_lines_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -105,6 +113,25 @@ impl Metrics {
             "Unix time of the last successful JWKS fetch.",
         )
         .expect("valid metric");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_duration_seconds",
+                "Time from choosing an upstream target to its response headers, per attempt, by route and upstream.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "upstream"],
+        )
+        .expect("valid metric");
+        let trace_spans_dropped = IntCounter::new(
+            "gateway_trace_spans_dropped_total",
+            "Spans not delivered to the OTLP collector (export queue full, or the export failed).",
+        )
+        .expect("valid metric");
+        let access_log_lines_dropped = IntCounter::new(
+            "gateway_access_log_lines_dropped_total",
+            "Access-log lines dropped because the writer was behind.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -117,6 +144,9 @@ impl Metrics {
             Box::new(jwks_refreshes.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(jwks_last_success.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(trace_spans_dropped.clone()),
+            Box::new(access_log_lines_dropped.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -142,6 +172,9 @@ impl Metrics {
             jwks_refreshes,
             jwks_keys,
             jwks_last_success,
+            upstream_duration,
+            trace_spans_dropped,
+            access_log_lines_dropped,
         }
     }
 

@@ -7,9 +7,11 @@
 //! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate; reject early with problem+json |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
+//! | `upstream_response_filter` | time to upstream headers (metric, client span) |
 //! | `response_filter` | echo `X-Request-ID` |
+//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type` |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
-//! | `logging` | metrics |
+//! | `logging` | metrics, access log, span end (via `observability`) |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::auth::verify::Verified;
 use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
+use crate::observability::access_log::Line;
+use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
@@ -34,6 +38,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
+static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -63,7 +69,23 @@ pub struct RequestCtx {
     authorization: Option<String>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
     failure: Option<GatewayError>,
+    /// The normalised path (no query) when it differs from the request's path.
+    path: Option<String>,
+    /// The server span and the current attempt's client span.
+    trace: RequestTrace,
+    /// `host:port` of the current (last) upstream attempt.
+    target: String,
     _in_flight: InFlight,
+}
+
+/// Adds an event to the request's server span (built only when the span is sampled). For
+/// decisions worth seeing in a trace: authentication, rate limits, breakers, fallbacks.
+pub fn span_event(
+    ctx: &RequestCtx,
+    name: &'static str,
+    attrs: impl FnOnce() -> Vec<opentelemetry::KeyValue>,
+) {
+    ctx.trace.event(name, attrs);
 }
 
 #[async_trait]
@@ -82,6 +104,9 @@ impl ProxyHttp for Proxy {
             identity: None,
             authorization: None,
             failure: None,
+            path: None,
+            trace: RequestTrace::default(),
+            target: String::new(),
             _in_flight: self.shared.enter(),
         }
     }
@@ -89,6 +114,7 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
+        ctx.trace = start_trace(&self.shared.telemetry, session, ctx);
         let admitted = match admit(session, ctx) {
             Ok(()) => authenticate(session, ctx).await,
             Err(e) => Err(e),
@@ -143,6 +169,9 @@ impl ProxyHttp for Proxy {
             ));
         };
         let peer = up.peer(&backend);
+        ctx.target = backend.addr.to_string();
+        ctx.trace
+            .start_attempt(&session.req_header().method, &up.spec.name, &ctx.target);
         ctx.upstream = Some(up);
         Ok(Box::new(peer))
     }
@@ -160,6 +189,7 @@ impl ProxyHttp for Proxy {
         }
         set_forwarded_headers(session, req, ctx)?;
         req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        set_trace_headers(req, &ctx.trace)?;
         auth::identity::strip(req, &ctx.rt.identity_headers);
         if let Some(v) = &ctx.identity {
             for (name, value) in &v.headers {
@@ -170,6 +200,55 @@ impl ProxyHttp for Proxy {
             req.insert_header(header::AUTHORIZATION, a.as_str())?;
         }
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(took) = ctx.trace.attempt_response(resp.status.as_u16()) {
+            let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+            let upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str());
+            self.shared
+                .metrics
+                .upstream_duration
+                .with_label_values(&[route, upstream.unwrap_or("")])
+                .observe(took.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
+        // pingora's default: retry only idempotent requests whose body is still buffered.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn response_filter(
@@ -223,11 +302,17 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
+        if let Some(log) = self.shared.telemetry.access_log()
+            && log.wants(status)
+        {
+            log.write(&access_line(session, ctx, status));
+        }
         let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
         let upstream = ctx
             .upstream
@@ -248,6 +333,80 @@ impl ProxyHttp for Proxy {
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
         // `fail_to_proxy` logs failures with the request id and route.
         true
+    }
+}
+
+/// Starts the request's server span from the incoming `traceparent` and what the request says
+/// about itself.
+fn start_trace(
+    telemetry: &observability::Telemetry,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> RequestTrace {
+    let req = session.req_header();
+    let mut host_buf = String::new();
+    let facts = ServerFacts {
+        method: &req.method,
+        path: req.uri.path(),
+        host: routing::request_host(&req.uri, &req.headers, &mut host_buf),
+        client_ip: ctx.client_ip,
+        http_version: req.version,
+        user_agent: req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        request_id: &ctx.request_id,
+        scheme: if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            "https"
+        } else {
+            "http"
+        },
+    };
+    telemetry.server_span(&req.headers, &facts)
+}
+
+/// `traceparent` of the attempt's client span; `tracestate` only when the caller's trace was
+/// continued (a client's tracestate without a valid traceparent belongs to no trace).
+fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
+    match trace.traceparent() {
+        Some(tp) => req.insert_header(TRACEPARENT.clone(), tp)?,
+        None => {
+            req.remove_header(&TRACEPARENT);
+        }
+    }
+    match trace.tracestate().filter(|_| trace.continued()) {
+        Some(ts) => req.insert_header(TRACESTATE.clone(), ts)?,
+        None => {
+            req.remove_header(&TRACESTATE);
+        }
+    }
+    Ok(())
+}
+
+/// The access-log line of a finished request.
+fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Line<'a> {
+    let req = session.req_header();
+    let trace_id = ctx.trace.trace_id();
+    Line {
+        time: Line::time_now(),
+        request_id: &ctx.request_id,
+        trace_id,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        method: crate::metrics::method_label(&req.method),
+        route: ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
+        path: ctx.path.as_deref().unwrap_or(req.uri.path()),
+        status,
+        upstream: ctx
+            .upstream
+            .as_ref()
+            .map(|u| u.spec.name.as_str())
+            .unwrap_or(""),
+        target: &ctx.target,
+        duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        bytes_sent: session.as_downstream().body_bytes_sent(),
+        bytes_received: session.as_downstream().body_bytes_read(),
+        attempts: ctx.trace.attempts(),
+        user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
 }
 
@@ -281,7 +440,12 @@ fn admit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     if target.as_bytes() != req.raw_path() {
         ctx.upstream_target = Some(target);
     }
+    ctx.trace.set_route(&req.method, &route);
     ctx.route = Some(route);
+    // Borrowed: the request's own path was already normal (the access log reads it there).
+    if let std::borrow::Cow::Owned(p) = normalised {
+        ctx.path = Some(p);
+    }
     Ok(())
 }
 
@@ -290,13 +454,26 @@ async fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gat
     let (Some(route), Some(auth)) = (ctx.route.as_ref(), ctx.rt.auth.as_ref()) else {
         return Ok(());
     };
-    let admitted = auth
-        .admit(&session.req_header().headers, &route.auth)
-        .await
-        .map_err(GatewayError::Auth)?;
+    let admitted = auth.admit(&session.req_header().headers, &route.auth).await;
+    trace_auth(&ctx.trace, &admitted);
+    let admitted = admitted.map_err(GatewayError::Auth)?;
     ctx.identity = admitted.identity;
     ctx.authorization = admitted.normalized_authorization;
     Ok(())
+}
+
+/// The authentication decision as a span event `auth` (`auth.result`: `allowed`, `anonymous`
+/// or `rejected`, with `auth.reason` for a rejection). The subject is not recorded on spans.
+fn trace_auth(trace: &RequestTrace, admitted: &Result<auth::Admitted, auth::AuthError>) {
+    use opentelemetry::KeyValue;
+    trace.event("auth", || match admitted {
+        Ok(a) if a.identity.is_some() => vec![KeyValue::new("auth.result", "allowed")],
+        Ok(_) => vec![KeyValue::new("auth.result", "anonymous")],
+        Err(e) => vec![
+            KeyValue::new("auth.result", "rejected"),
+            KeyValue::new("auth.reason", e.reason()),
+        ],
+    });
 }
 
 /// pingora accepts `Content-Length` together with `Transfer-Encoding` (dropping the length, as
