@@ -201,13 +201,18 @@ pub struct AuthService {
 
 impl AuthService {
     pub async fn start() -> AuthService {
+        Self::start_extra("").await
+    }
+
+    /// Started with `extra` appended to its YAML config (e.g. an `otlp:` block).
+    pub async fn start_extra(extra: &str) -> AuthService {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("auth.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\ndatabase_url: \"sqlite://{}/auth.db\"\naccess_ttl: 5m\njwks_max_age: 1s\nkey_reload_interval: 200ms\npassword_hash: {{ memory_kib: 64, iterations: 1, parallelism: 1 }}\n",
+                "listen: 127.0.0.1:{port}\ndatabase_url: \"sqlite://{}/auth.db\"\naccess_ttl: 5m\njwks_max_age: 1s\nkey_reload_interval: 200ms\npassword_hash: {{ memory_kib: 64, iterations: 1, parallelism: 1 }}\n{extra}",
                 dir.path().display()
             ),
         )
