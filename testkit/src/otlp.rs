@@ -265,3 +265,46 @@ impl OtlpReceiver {
         .await
     }
 }
+
+/// A caller's `traceparent` for tests of trace continuation, and its two ids.
+pub const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+pub const CALLER_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// Checks that `service` (a running process with JSON logs on stderr) continued the caller's
+/// trace ([`CALLER_TRACEPARENT`]) for the request with `request_id`: the receiver got its server
+/// span as a child of the caller's span, and its log lines carry both ids.
+pub async fn assert_continued_caller_trace(
+    receiver: &OtlpReceiver,
+    proc: &Proc,
+    service: &str,
+    request_id: &str,
+) {
+    let wait = Duration::from_secs(20);
+    let spans = receiver
+        .wait_trace(CALLER_TRACE_ID, wait, |spans| {
+            spans
+                .iter()
+                .any(|s| s["service_name"] == service && s["kind"] == "server")
+        })
+        .await;
+    let server = spans
+        .iter()
+        .find(|s| s["service_name"] == service && s["kind"] == "server")
+        .expect("a server span");
+    assert_eq!(server["parent_span_id"], CALLER_SPAN_ID, "{server}");
+    let line = eventually(
+        &format!("a {service} log line with request id {request_id}"),
+        wait,
+        || {
+            let found = proc
+                .stderr()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["span"]["request_id"] == request_id);
+            async move { found }
+        },
+    )
+    .await;
+    assert_eq!(line["span"]["trace_id"], CALLER_TRACE_ID, "{line}");
+}

@@ -204,13 +204,14 @@ pub fn request_span(
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if let Some(route) = route {
-        record_route(&span, method, route);
-    }
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let incoming = parent.span().span_context().trace_id();
     let continued = parent.span().span_context().is_valid();
+    // Before anything reads the span's context: once started, its parent is fixed.
     let _ = span.set_parent(parent);
+    if let Some(route) = route {
+        record_route(&span, method, route);
+    }
     // With export on, the span's own context has the (continued or new) trace id; without
     // it, the caller's id is still worth logging.
     let own = span.context().span().span_context().clone();
