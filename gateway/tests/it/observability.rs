@@ -195,7 +195,7 @@ async fn a_login_through_the_gateway_is_one_trace_across_both_services() {
 #[tokio::test]
 async fn traceparent_is_continued_when_valid_and_replaced_when_not_over_http() {
     let receiver = OtlpReceiver::start().await;
-    let echo = Echo::start("a").await;
+    let echo = Echo::start_logging("a").await;
     let dir = tempfile::tempdir().unwrap();
     let log = log_path(&dir);
     let gw = Gateway::start(&format!(
@@ -242,6 +242,19 @@ async fn traceparent_is_continued_when_valid_and_replaced_when_not_over_http() {
     );
     assert_eq!(server["attributes"]["request_id"], "rid-cont-1");
     assert_eq!(logged(&log, "rid-cont-1").await["trace_id"], INCOMING_TRACE);
+    // The origin logged the same request id, in the same trace, under the client span.
+    let origin = eventually("the echo's log line", WAIT, || {
+        let found = echo
+            .proc
+            .stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["request_id"] == "rid-cont-1");
+        async move { found }
+    })
+    .await;
+    assert_eq!(origin["trace_id"], INCOMING_TRACE);
+    assert_eq!(origin["parent_span_id"], client["span_id"]);
 
     for bad in [
         format!("00-{INCOMING_TRACE}-{}-01", "0".repeat(16)),

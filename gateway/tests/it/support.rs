@@ -12,7 +12,7 @@ pub const START: Duration = Duration::from_secs(20);
 
 pub struct Echo {
     /// Held so the process lives as long as the handle.
-    _proc: Proc,
+    pub proc: Proc,
     pub port: u16,
 }
 
@@ -23,11 +23,21 @@ impl Echo {
     }
 
     pub async fn start_on(name: &str, port: u16) -> Echo {
+        Self::start_args(name, port, &[]).await
+    }
+
+    /// With `--log`: one JSON line per request on stderr (request id, trace).
+    pub async fn start_logging(name: &str) -> Echo {
+        Self::start_args(name, free_port(), &["--log"]).await
+    }
+
+    async fn start_args(name: &str, port: u16, extra: &[&str]) -> Echo {
         let mut cmd = Command::new(cargo_bin("echo"));
-        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name]);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name])
+            .args(extra);
         let proc = Proc::spawn(&format!("echo {name}"), cmd);
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), START).await;
-        Echo { _proc: proc, port }
+        Echo { proc, port }
     }
 
     pub fn addr(&self) -> String {
