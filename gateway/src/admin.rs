@@ -8,6 +8,7 @@
 //! | `/metrics` | Prometheus text format |
 //! | `/admin/config` | path, hash and load time of the active config, the last reload error, the YAML |
 //! | `/admin/routes` | routes in precedence order, with their match, upstreams and rewrite |
+//! | `/admin/upstreams` | every upstream's targets with their health and circuit breaker, and its retry budget |
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde_json::json;
 
 use crate::config::model::{HostMatch, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget};
 use crate::state::Shared;
+use crate::upstream::Upstream;
 
 pub struct AdminApp {
     shared: Arc<Shared>,
@@ -61,6 +63,17 @@ impl AdminApp {
                 let rt = self.shared.runtime();
                 let routes: Vec<_> = rt.routes.iter().map(|r| route_json(r)).collect();
                 json_response(json!({ "hash": rt.loaded.hash, "routes": routes }))
+            }
+            "/admin/upstreams" => {
+                let rt = self.shared.runtime();
+                let mut names: Vec<&String> = rt.upstreams.keys().collect();
+                names.sort();
+                let upstreams: Vec<_> = names
+                    .into_iter()
+                    .filter_map(|n| rt.upstreams.get(n))
+                    .map(|u| upstream_json(u))
+                    .collect();
+                json_response(json!({ "hash": rt.loaded.hash, "upstreams": upstreams }))
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -111,6 +124,64 @@ pub fn route_json(r: &RouteSpec) -> serde_json::Value {
         "target": target,
         "rewrite": rewrite,
         "auth": auth_json(&r.auth),
+        "fallback": r.fallback,
+    })
+}
+
+/// One upstream's live state for `/admin/upstreams`.
+fn upstream_json(u: &Upstream) -> serde_json::Value {
+    let spec = &u.spec;
+    let targets: Vec<_> = u
+        .targets
+        .iter()
+        .map(|t| {
+            let breaker = t.breaker.as_ref().map(|b| b.snapshot());
+            let available = t.health.is_healthy()
+                && breaker.is_none_or(|b| b.state != crate::breaker::State::Open);
+            json!({
+                "target": t.name,
+                "address": t.addr.to_string(),
+                "available": available,
+                "health": t.health.snapshot(),
+                "circuit_breaker": breaker,
+            })
+        })
+        .collect();
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    json!({
+        "name": spec.name,
+        "load_balancing": match spec.load_balancing {
+            crate::config::model::LoadBalancing::RoundRobin => "round_robin",
+            crate::config::model::LoadBalancing::Random => "random",
+        },
+        "timeouts_ms": {
+            "connect": ms(spec.timeouts.connect),
+            "response": ms(spec.timeouts.response),
+            "idle": ms(spec.timeouts.idle),
+        },
+        "retries": {
+            "attempts": spec.retries.attempts,
+            "backoff_ms": ms(spec.retries.backoff),
+            "max_backoff_ms": ms(spec.retries.max_backoff),
+            "budget": u.budget.snapshot(),
+        },
+        "health_check": spec.health_check.as_ref().map(|h| json!({
+            "path": h.path,
+            "interval_ms": ms(h.interval),
+            "timeout_ms": ms(h.timeout),
+            "healthy_threshold": h.healthy_threshold,
+            "unhealthy_threshold": h.unhealthy_threshold,
+        })),
+        "circuit_breaker": spec.circuit_breaker.as_ref().map(|b| json!({
+            "failure_ratio": b.config.failure_ratio,
+            "min_requests": b.config.min_requests,
+            "window_ms": ms(b.config.window),
+            "open_for_ms": ms(b.config.open_for),
+            "max_open_for_ms": ms(b.config.max_open_for),
+            "half_open_requests": b.config.half_open_requests,
+            "failure_statuses": b.failure_statuses.describe(),
+        })),
+        "targets": targets,
     })
 }
 

@@ -575,12 +575,187 @@ impl Validator<'_> {
                 );
             }
         }
+        let retries = self.retries(u.retries.unwrap_or_default(), &join(path, "retries"));
+        let health_check = u
+            .health_check
+            .and_then(|h| self.health_check(h, &join(path, "health_check")));
+        let circuit_breaker = self.circuit_breaker(
+            u.circuit_breaker.unwrap_or_default(),
+            &join(path, "circuit_breaker"),
+        );
         Some(UpstreamSpec {
             name: name.to_string(),
             targets: u.targets,
             load_balancing: u.load_balancing.unwrap_or(LoadBalancing::RoundRobin),
             timeouts,
+            retries: retries?,
+            health_check,
+            circuit_breaker: circuit_breaker?,
         })
+    }
+
+    fn retries(&mut self, r: file::Retries, path: &str) -> Option<RetryPolicy> {
+        let before = self.errors.len();
+        let b = r.budget.unwrap_or_default();
+        let default_budget = crate::retry_budget::BudgetConfig::default();
+        let budget = crate::retry_budget::BudgetConfig {
+            ratio: b.ratio.unwrap_or(default_budget.ratio),
+            min_retries_per_second: b
+                .min_retries_per_second
+                .unwrap_or(default_budget.min_retries_per_second),
+            window: duration::or(b.window, default_budget.window),
+        };
+        if let Err(e) = budget.validate() {
+            self.err_field(&join(path, "budget"), &e);
+        }
+        let policy = RetryPolicy {
+            attempts: r.attempts.unwrap_or(defaults::RETRY_ATTEMPTS),
+            backoff: duration::or(r.backoff, defaults::RETRY_BACKOFF),
+            max_backoff: duration::or(r.max_backoff, defaults::RETRY_MAX_BACKOFF),
+            budget,
+        };
+        if policy.attempts > 10 {
+            self.err(
+                &join(path, "attempts"),
+                format!(
+                    "{} retries per request is an outage multiplier: use at most 10",
+                    policy.attempts
+                ),
+            );
+        }
+        if policy.max_backoff < policy.backoff {
+            self.err(
+                &join(path, "max_backoff"),
+                format!(
+                    "must be at least backoff ({:?}), got {:?}",
+                    policy.backoff, policy.max_backoff
+                ),
+            );
+        }
+        (self.errors.len() == before).then_some(policy)
+    }
+
+    fn health_check(&mut self, h: file::HealthCheck, path: &str) -> Option<HealthCheckSpec> {
+        let before = self.errors.len();
+        if !h.path.starts_with('/') {
+            self.err(
+                &join(path, "path"),
+                format!("\"{}\" must start with '/'", h.path),
+            );
+        } else if http::uri::PathAndQuery::from_str(&h.path).is_err() {
+            self.err(
+                &join(path, "path"),
+                format!("\"{}\" is not a valid request path", h.path),
+            );
+        }
+        if let Some(host) = &h.host
+            && http::HeaderValue::from_str(host).is_err()
+        {
+            self.err(&join(path, "host"), "not a valid Host header value");
+        }
+        let spec = HealthCheckSpec {
+            path: h.path,
+            host: h.host,
+            interval: duration::or(h.interval, defaults::HEALTH_INTERVAL),
+            timeout: duration::or(h.timeout, defaults::HEALTH_TIMEOUT),
+            healthy_threshold: h.healthy_threshold.unwrap_or(defaults::HEALTHY_THRESHOLD),
+            unhealthy_threshold: h
+                .unhealthy_threshold
+                .unwrap_or(defaults::UNHEALTHY_THRESHOLD),
+        };
+        if spec.interval < defaults::HEALTH_MIN_INTERVAL {
+            self.err(
+                &join(path, "interval"),
+                format!(
+                    "must be at least {:?}, got {:?}",
+                    defaults::HEALTH_MIN_INTERVAL,
+                    spec.interval
+                ),
+            );
+        }
+        if spec.timeout.is_zero() || spec.timeout > spec.interval {
+            self.err(
+                &join(path, "timeout"),
+                format!(
+                    "must be greater than 0 and at most the interval ({:?}), got {:?}",
+                    spec.interval, spec.timeout
+                ),
+            );
+        }
+        for (field, v) in [
+            ("healthy_threshold", spec.healthy_threshold),
+            ("unhealthy_threshold", spec.unhealthy_threshold),
+        ] {
+            if v == 0 {
+                self.err(&join(path, field), "must be at least 1");
+            }
+        }
+        (self.errors.len() == before).then_some(spec)
+    }
+
+    /// `Some(None)`: valid and switched off; `None`: invalid (errors recorded).
+    fn circuit_breaker(
+        &mut self,
+        c: file::CircuitBreaker,
+        path: &str,
+    ) -> Option<Option<BreakerSpec>> {
+        let before = self.errors.len();
+        let d = crate::breaker::BreakerConfig::default();
+        let open_for = duration::or(c.open_for, d.open_for);
+        let config = crate::breaker::BreakerConfig {
+            failure_ratio: c.failure_ratio.unwrap_or(d.failure_ratio),
+            min_requests: c.min_requests.unwrap_or(d.min_requests),
+            window: duration::or(c.window, d.window),
+            open_for,
+            // The cap follows `open_for` unless set: 8 doublings' worth.
+            max_open_for: duration::or(c.max_open_for, open_for.saturating_mul(8)),
+            half_open_requests: c.half_open_requests.unwrap_or(d.half_open_requests),
+        };
+        if let Err(e) = config.validate() {
+            self.err_field(path, &e);
+        }
+        let failure_statuses = match c.failure_statuses {
+            None => StatusSet::server_errors(),
+            Some(entries) => {
+                let mut set = StatusSet::empty();
+                for (i, e) in entries.iter().enumerate() {
+                    let at = format!("{path}.failure_statuses[{i}]");
+                    match e {
+                        file::StatusEntry::Code(code @ 100..=599) => set.insert_range(*code, *code),
+                        file::StatusEntry::Code(code) => {
+                            self.err(&at, format!("{code} is not an HTTP status (100-599)"))
+                        }
+                        file::StatusEntry::Class(class) => match class.as_str() {
+                            "4xx" => set.insert_range(400, 499),
+                            "5xx" => set.insert_range(500, 599),
+                            other => self.err(
+                                &at,
+                                format!(
+                                    "\"{other}\": use a status code (503) or a class (4xx, 5xx)"
+                                ),
+                            ),
+                        },
+                    }
+                }
+                set
+            }
+        };
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(c.enabled.unwrap_or(true).then_some(BreakerSpec {
+            config,
+            failure_statuses,
+        }))
+    }
+
+    /// An error from a `validate()` that starts with its field name (`ratio: must be ...`):
+    /// reported at `path.field`.
+    fn err_field(&mut self, path: &str, error: &str) {
+        match error.split_once(": ") {
+            Some((field, reason)) if valid_name(field) => self.err(&join(path, field), reason),
+            _ => self.err(path, error),
+        }
     }
 
     fn route(
@@ -735,6 +910,11 @@ impl Validator<'_> {
                 }
             }
         };
+        if let Some(fb) = &r.fallback {
+            // A fallback equal to the route's upstream is allowed and has no effect: flipping a
+            // route back to the monolith must not require deleting its fallback first.
+            check_upstream(self, fb, &join(path, "fallback"));
+        }
         if self.errors.len() > errors_before {
             return None;
         }
@@ -746,6 +926,7 @@ impl Validator<'_> {
             target: target?,
             rewrite,
             auth: route_auth,
+            fallback: r.fallback,
         })
     }
 

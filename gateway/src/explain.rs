@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::config::model::{Config, PathMatch, RouteTarget};
+use crate::config::model::{Config, PathMatch, RouteTarget, UpstreamSpec};
 use crate::path;
 use crate::routing::{self, RequestFacts, RouteTable};
 
@@ -120,6 +120,20 @@ pub fn explain(
             }
         }
     }
+    if let Some(fb) = &route.fallback {
+        let note = match &route.target {
+            RouteTarget::Single(u) if u == fb => "the route's own upstream: no effect",
+            _ => "while no target of the route's upstream is available",
+        };
+        let _ = writeln!(out, "fallback:  {} ({note})", describe_upstream(config, fb));
+    }
+    let mut involved: Vec<&str> = route.target.upstream_names();
+    involved.extend(route.fallback.as_deref());
+    for name in involved {
+        if let Some(u) = config.upstreams.get(name) {
+            let _ = writeln!(out, "resilience: {name}: {}", describe_resilience(u));
+        }
+    }
     let forwarded = routing::rewrite_path(route.rewrite.as_ref(), &normalised)
         .unwrap_or_else(|| normalised.to_string());
     let forwarded = match query {
@@ -155,6 +169,37 @@ pub fn explain(
         let _ = writeln!(out, "also matched, lower precedence: {}", others.join(", "));
     }
     Ok((out, true))
+}
+
+/// Retries, breaker and health check of an upstream, in one line.
+fn describe_resilience(u: &UpstreamSpec) -> String {
+    let d = |d| humantime::format_duration(d).to_string();
+    let r = &u.retries;
+    let retries = match r.attempts {
+        0 => "no retries".to_string(),
+        n => format!(
+            "retries {n} (connect failures; idempotent methods before a response), backoff {}..{}, budget {}%",
+            d(r.backoff),
+            d(r.max_backoff),
+            (r.budget.ratio * 100.0).round()
+        ),
+    };
+    let breaker = match &u.circuit_breaker {
+        None => "breaker off".to_string(),
+        Some(b) => format!(
+            "breaker opens above {}% failures ({}) of >= {} requests in {}, open {}",
+            (b.config.failure_ratio * 100.0).round(),
+            b.failure_statuses.describe(),
+            b.config.min_requests,
+            d(b.config.window),
+            d(b.config.open_for),
+        ),
+    };
+    let health = match &u.health_check {
+        None => "no active health check".to_string(),
+        Some(h) => format!("health GET {} every {}", h.path, d(h.interval)),
+    };
+    format!("{retries}; {breaker}; {health}")
 }
 
 fn describe_upstream(config: &Config, name: &str) -> String {

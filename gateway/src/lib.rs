@@ -45,6 +45,7 @@ pub mod breaker;
 pub mod config;
 pub mod explain;
 pub mod forwarding;
+pub mod health;
 pub mod metrics;
 pub mod observability;
 pub mod path;

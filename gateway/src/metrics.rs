@@ -3,9 +3,28 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use crate::breaker::State;
+
+/// The value of `gateway_circuit_breaker_state` for a state.
+pub fn breaker_state_value(s: State) -> i64 {
+    match s {
+        State::Closed => 0,
+        State::HalfOpen => 1,
+        State::Open => 2,
+    }
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +58,20 @@ pub struct Metrics {
     pub trace_spans_dropped: IntCounter,
     /// `gateway_access_log_lines_dropped_total`: lines dropped because the writer was behind.
     pub access_log_lines_dropped: IntCounter,
+    /// `gateway_upstream_target_up{upstream,target}`: 1 healthy, 0 failing its active checks.
+    pub target_up: IntGaugeVec,
+    /// `gateway_health_checks_total{upstream,target,result}`
+    pub health_checks: IntCounterVec,
+    /// `gateway_circuit_breaker_state{upstream,target}`: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
+    /// `gateway_circuit_breaker_transitions_total{upstream,target,to}`
+    pub breaker_transitions: IntCounterVec,
+    /// `gateway_upstream_retries_total{route,upstream}`: retry attempts made.
+    pub retries: IntCounterVec,
+    /// `gateway_retry_budget_exhausted_total{upstream}`: retries refused by the budget.
+    pub retry_budget_exhausted: IntCounterVec,
+    /// `gateway_fallbacks_total{route,upstream,fallback}`: requests sent to a route's fallback.
+    pub fallbacks: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -132,8 +165,50 @@ impl Metrics {
             "Access-log lines dropped because the writer was behind.",
         )
         .expect("valid metric");
+        let target_up = gauge(
+            "gateway_upstream_target_up",
+            "1 if the target passes its active health checks (or has none), 0 if it is out of rotation.",
+            &["upstream", "target"],
+        );
+        let health_checks = counter(
+            "gateway_health_checks_total",
+            "Active health checks, by upstream, target and result.",
+            &["upstream", "target", "result"],
+        );
+        let breaker_state = gauge(
+            "gateway_circuit_breaker_state",
+            "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+            &["upstream", "target"],
+        );
+        let breaker_transitions = counter(
+            "gateway_circuit_breaker_transitions_total",
+            "Circuit breaker state changes, by the state entered.",
+            &["upstream", "target", "to"],
+        );
+        let retries = counter(
+            "gateway_upstream_retries_total",
+            "Retry attempts sent upstream, by route and the upstream of the failed attempt.",
+            &["route", "upstream"],
+        );
+        let retry_budget_exhausted = counter(
+            "gateway_retry_budget_exhausted_total",
+            "Retries not made because the upstream's retry budget was spent.",
+            &["upstream"],
+        );
+        let fallbacks = counter(
+            "gateway_fallbacks_total",
+            "Requests sent to a route's fallback because its upstream had no available target.",
+            &["route", "upstream", "fallback"],
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(target_up.clone()),
+            Box::new(health_checks.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(breaker_transitions.clone()),
+            Box::new(retries.clone()),
+            Box::new(retry_budget_exhausted.clone()),
+            Box::new(fallbacks.clone()),
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(reloads.clone()),
@@ -175,6 +250,13 @@ impl Metrics {
             upstream_duration,
             trace_spans_dropped,
             access_log_lines_dropped,
+            target_up,
+            health_checks,
+            breaker_state,
+            breaker_transitions,
+            retries,
+            retry_budget_exhausted,
+            fallbacks,
         }
     }
 

@@ -17,7 +17,7 @@
 pub mod access_log;
 pub mod export;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -336,7 +336,7 @@ impl RequestTrace {
 
     /// A new upstream attempt: ends the previous attempt's client span (if still open) and
     /// starts a child of the server span for this one.
-    pub fn start_attempt(&mut self, method: &http::Method, upstream: &str, target: &str) {
+    pub fn start_attempt(&mut self, method: &http::Method, upstream: &str, target: SocketAddr) {
         if let Some(mut previous) = self.client.take() {
             previous.set_status(Status::error("attempt abandoned"));
             previous.end();
@@ -349,18 +349,15 @@ impl RequestTrace {
             .with_kind(SpanKind::Client);
         let mut span = tracer.build_with_context(builder, &self.cx);
         if span.is_recording() {
-            let (host, port) = split_host_port(target);
             let mut a = vec![
                 KeyValue::new(
                     "http.request.method",
                     crate::metrics::method_label(method).replace("OTHER", "_OTHER"),
                 ),
-                KeyValue::new("server.address", host.to_string()),
+                KeyValue::new("server.address", target.ip().to_string()),
+                KeyValue::new("server.port", i64::from(target.port())),
                 KeyValue::new("gateway.upstream", upstream.to_string()),
             ];
-            if let Some(p) = port {
-                a.push(KeyValue::new("server.port", i64::from(p)));
-            }
             if self.attempts > 1 {
                 a.push(KeyValue::new(
                     "http.request.resend_count",
@@ -564,7 +561,11 @@ mod tests {
         );
         assert!(rt.is_recording());
         let server_tp = rt.traceparent().unwrap();
-        rt.start_attempt(&http::Method::GET, "echo", "127.0.0.1:9000");
+        rt.start_attempt(
+            &http::Method::GET,
+            "echo",
+            "127.0.0.1:9000".parse().unwrap(),
+        );
         let tp = rt.traceparent().unwrap();
         assert!(
             tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),

@@ -5,41 +5,48 @@
 //! | phase | does |
 //! |---|---|
 //! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate; reject early with problem+json |
-//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target |
+//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
-//! | `upstream_response_filter` | time to upstream headers (metric, client span) |
+//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise); time to upstream headers (metric, client span) |
 //! | `response_filter` | echo `X-Request-ID` |
-//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type` |
+//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see [`Proxy::may_retry`]) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics, access log, span end (via `observability`) |
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use http::header::{self, HeaderName};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::auth::verify::Verified;
+use crate::breaker::{Outcome, Permit};
 use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, Target, Upstream};
 use crate::{auth, forwarding, path, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
-static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
-static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
+// The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
+// str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
+const XFF_WIRE: &str = "X-Forwarded-For";
+const XFP_WIRE: &str = "X-Forwarded-Proto";
+const XFH_WIRE: &str = "X-Forwarded-Host";
+const REQUEST_ID_WIRE: &str = "X-Request-ID";
+const TRACEPARENT_WIRE: &str = observability::TRACEPARENT;
+const TRACESTATE_WIRE: &str = observability::TRACESTATE;
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -62,7 +69,28 @@ pub struct RequestCtx {
     /// Normalised and rewritten path plus the original query, when it differs from the
     /// incoming request target.
     upstream_target: Option<String>,
+    /// The upstream serving the current attempt (the route's, or its fallback).
     upstream: Option<Arc<Upstream>>,
+    /// The route's upstream for this request (the split side, chosen once).
+    primary: Option<Arc<Upstream>>,
+    /// The current attempt's target.
+    target: Option<Arc<Target>>,
+    /// The current attempt's breaker permit, until its outcome is recorded.
+    permit: Option<Permit>,
+    /// Upstream attempts made so far (1 = the first).
+    attempts: u32,
+    /// Retries counted against `retries.attempts` (and the budget).
+    retries_spent: u32,
+    /// The one free retry of a broken pooled connection has been used.
+    stale_retry_used: bool,
+    /// Targets already tried, so that a retry goes elsewhere when it can.
+    tried: Vec<SocketAddr>,
+    /// The failed attempt broke on a reused pooled connection: the same target may be retried.
+    retry_same_target: bool,
+    /// The current attempt's response headers arrived (nothing may be retried after that).
+    response_started: bool,
+    /// The request was sent to the route's fallback.
+    fell_back: bool,
     /// The verified token, when the route checked one and the request carried one.
     identity: Option<Arc<Verified>>,
     /// `Bearer <token>` when the client spelled the scheme differently.
@@ -73,8 +101,6 @@ pub struct RequestCtx {
     path: Option<String>,
     /// The server span and the current attempt's client span.
     trace: RequestTrace,
-    /// `host:port` of the current (last) upstream attempt.
-    target: String,
     _in_flight: InFlight,
 }
 
@@ -101,12 +127,21 @@ impl ProxyHttp for Proxy {
             route: None,
             upstream_target: None,
             upstream: None,
+            primary: None,
+            target: None,
+            permit: None,
+            attempts: 0,
+            retries_spent: 0,
+            stale_retry_used: false,
+            tried: Vec::new(),
+            retry_same_target: false,
+            response_started: false,
+            fell_back: false,
             identity: None,
             authorization: None,
             failure: None,
             path: None,
             trace: RequestTrace::default(),
-            target: String::new(),
             _in_flight: self.shared.enter(),
         }
     }
@@ -149,31 +184,163 @@ impl ProxyHttp for Proxy {
             .route
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let name = match &route.target {
-            RouteTarget::Single(name) => name.as_str(),
-            RouteTarget::Split { sides, sticky_by } => {
-                let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
-                upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+        let primary = match &ctx.primary {
+            Some(p) => p.clone(),
+            None => {
+                let name = match &route.target {
+                    RouteTarget::Single(name) => name.as_str(),
+                    RouteTarget::Split { sides, sticky_by } => {
+                        let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
+                        upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+                    }
+                };
+                let up = upstream_named(&ctx.rt, name)?;
+                up.budget.record_request();
+                ctx.primary = Some(up.clone());
+                up
             }
         };
-        let up = ctx.rt.upstreams.get(name).cloned().ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "upstream missing from runtime")
-        })?;
-        let Some(backend) = up.select() else {
-            ctx.failure = Some(GatewayError::NoTargetAvailable {
-                upstream: name.to_string(),
-            });
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no target available",
-            ));
+        ctx.attempts += 1;
+        let same_target_ok = std::mem::take(&mut ctx.retry_same_target);
+        if ctx.attempts > 1 {
+            let failed_on = ctx.upstream.as_ref().unwrap_or(&primary);
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&[route.name.as_str(), failed_on.spec.name.as_str()])
+                .inc();
+            // A broken pooled connection is retried at once; a failure waits its backoff.
+            let wait = match same_target_ok {
+                true => std::time::Duration::ZERO,
+                false => primary.spec.retries.backoff_for(ctx.retries_spent),
+            };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        ctx.response_started = false;
+        let avoid: &[SocketAddr] = if same_target_ok { &[] } else { &ctx.tried };
+        let fallback = fallback_of(&route, &primary, &ctx.rt);
+        let (up, pick) = match primary.pick(avoid) {
+            Ok(pick) => (primary, pick),
+            Err(unavailable) => {
+                let alternative = fallback.map(|fb| (fb.pick(avoid), fb));
+                match alternative {
+                    Some((Ok(pick), fb)) => {
+                        if !ctx.fell_back {
+                            ctx.fell_back = true;
+                            self.shared
+                                .metrics
+                                .fallbacks
+                                .with_label_values(&[
+                                    route.name.as_str(),
+                                    primary.spec.name.as_str(),
+                                    fb.spec.name.as_str(),
+                                ])
+                                .inc();
+                        }
+                        (fb.clone(), pick)
+                    }
+                    other => {
+                        let retry_after = match other {
+                            Some((Err(u), _)) => u.retry_after.min(unavailable.retry_after),
+                            _ => unavailable.retry_after,
+                        };
+                        ctx.failure = Some(GatewayError::NoTargetAvailable {
+                            upstream: primary.spec.name.clone(),
+                            retry_after,
+                        });
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            "no target available",
+                        ));
+                    }
+                }
+            }
         };
-        let peer = up.peer(&backend);
-        ctx.target = backend.addr.to_string();
-        ctx.trace
-            .start_attempt(&session.req_header().method, &up.spec.name, &ctx.target);
+        let peer = up.peer(&pick.target);
+        ctx.trace.start_attempt(
+            &session.req_header().method,
+            &up.spec.name,
+            pick.target.addr,
+        );
+        ctx.tried.push(pick.target.addr);
+        ctx.target = Some(pick.target);
+        ctx.permit = pick.permit;
         ctx.upstream = Some(up);
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        if status >= 200 {
+            ctx.response_started = true;
+            if let (Some(permit), Some(target)) = (ctx.permit.take(), &ctx.target) {
+                permit.record(target.outcome_of_status(status));
+            }
+            if let Some(took) = ctx.trace.attempt_response(status) {
+                let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+                let upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str());
+                self.shared
+                    .metrics
+                    .upstream_duration
+                    .with_label_values(&[route, upstream.unwrap_or("")])
+                    .observe(took.as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
+        if let Some(permit) = ctx.permit.take() {
+            permit.record(Outcome::Failure);
+        }
+        // Nothing was sent: any method may go again.
+        let retry = self.may_retry(ctx, false);
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let upstream_fault = *e.esource() == ErrorSource::Upstream;
+        // pingora marks errors that a reused (possibly server-closed) pooled connection explains:
+        // not the target's fault, and the same target may be tried again on a fresh connection.
+        e.retry.decide_reuse(client_reused);
+        let stale_connection = e.retry();
+        if let Some(permit) = ctx.permit.take()
+            && upstream_fault
+            && !stale_connection
+        {
+            permit.record(Outcome::Failure);
+        }
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.response_started
+            && session.response_written().is_none();
+        let retry = upstream_fault && replayable && self.may_retry(ctx, stale_connection);
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -188,7 +355,7 @@ impl ProxyHttp for Proxy {
             req.set_raw_path(target.as_bytes())?;
         }
         set_forwarded_headers(session, req, ctx)?;
-        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         set_trace_headers(req, &ctx.trace)?;
         auth::identity::strip(req, &ctx.rt.identity_headers);
         if let Some(v) = &ctx.identity {
@@ -202,62 +369,13 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        if let Some(took) = ctx.trace.attempt_response(resp.status.as_u16()) {
-            let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
-            let upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str());
-            self.shared
-                .metrics
-                .upstream_duration
-                .with_label_values(&[route, upstream.unwrap_or("")])
-                .observe(took.as_secs_f64());
-        }
-        Ok(())
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        e: Box<Error>,
-    ) -> Box<Error> {
-        ctx.trace.attempt_failed(e.etype().as_str());
-        e
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut RequestCtx,
-        client_reused: bool,
-    ) -> Box<Error> {
-        ctx.trace.attempt_failed(e.etype().as_str());
-        // pingora's default: retry only idempotent requests whose body is still buffered.
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
-    }
-
     async fn response_filter(
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         Ok(())
     }
 
@@ -303,6 +421,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // An attempt that never got an outcome (the client left) counts as nothing.
+        drop(ctx.permit.take());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -369,15 +489,15 @@ fn start_trace(
 /// continued (a client's tracestate without a valid traceparent belongs to no trace).
 fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
     match trace.traceparent() {
-        Some(tp) => req.insert_header(TRACEPARENT.clone(), tp)?,
+        Some(tp) => req.insert_header(TRACEPARENT_WIRE, tp)?,
         None => {
-            req.remove_header(&TRACEPARENT);
+            req.remove_header(TRACEPARENT_WIRE);
         }
     }
     match trace.tracestate().filter(|_| trace.continued()) {
-        Some(ts) => req.insert_header(TRACESTATE.clone(), ts)?,
+        Some(ts) => req.insert_header(TRACESTATE_WIRE, ts)?,
         None => {
-            req.remove_header(&TRACESTATE);
+            req.remove_header(TRACESTATE_WIRE);
         }
     }
     Ok(())
@@ -401,13 +521,77 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
             .as_ref()
             .map(|u| u.spec.name.as_str())
             .unwrap_or(""),
-        target: &ctx.target,
+        target: ctx.target.as_ref().map(|t| t.addr.to_string()),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         bytes_sent: session.as_downstream().body_bytes_sent(),
         bytes_received: session.as_downstream().body_bytes_read(),
-        attempts: ctx.trace.attempts(),
+        attempts: ctx.attempts,
         user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
+}
+
+impl Proxy {
+    /// Whether a failed attempt is tried again. The caller has already decided the request is
+    /// safe to repeat (nothing sent, or an idempotent method with a replayable body and no
+    /// response yet).
+    ///
+    /// * `stale_connection`: the attempt broke on a reused pooled connection (the origin closed
+    ///   it while idle; pingora's `ReusedOnly` errors). The first such failure of a request is
+    ///   retried at once, on any target including the same one, without counting as a retry:
+    ///   it says nothing about the target. (If the target is really gone, that retry fails to
+    ///   connect and the counted retry below takes over.)
+    /// * Otherwise a counted retry happens when `retries.attempts` are left, there is somewhere
+    ///   to send it (an untried, available target of the route's upstream or of its fallback),
+    ///   and the upstream's retry budget allows it (checked last: only retries that would happen
+    ///   spend it).
+    fn may_retry(&self, ctx: &mut RequestCtx, stale_connection: bool) -> bool {
+        if stale_connection && !ctx.stale_retry_used {
+            ctx.stale_retry_used = true;
+            ctx.retry_same_target = true;
+            return true;
+        }
+        let (Some(primary), Some(route)) = (&ctx.primary, &ctx.route) else {
+            return false;
+        };
+        if ctx.retries_spent >= primary.spec.retries.attempts {
+            return false;
+        }
+        let somewhere = primary.has_candidate(&ctx.tried)
+            || fallback_of(route, primary, &ctx.rt).is_some_and(|fb| fb.has_candidate(&ctx.tried));
+        if !somewhere {
+            return false;
+        }
+        if !primary.budget.try_retry() {
+            self.shared
+                .metrics
+                .retry_budget_exhausted
+                .with_label_values(&[primary.spec.name.as_str()])
+                .inc();
+            return false;
+        }
+        ctx.retries_spent += 1;
+        true
+    }
+}
+
+fn upstream_named(rt: &Runtime, name: &str) -> Result<Arc<Upstream>> {
+    rt.upstreams
+        .get(name)
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream missing from runtime"))
+}
+
+/// The route's fallback upstream, unless it is the upstream already chosen (a split side).
+fn fallback_of<'a>(
+    route: &RouteSpec,
+    primary: &Upstream,
+    rt: &'a Runtime,
+) -> Option<&'a Arc<Upstream>> {
+    let name = route.fallback.as_deref()?;
+    if name == primary.spec.name {
+        return None;
+    }
+    rt.upstreams.get(name)
 }
 
 /// Admission, in order: framing → path normalisation → route.
@@ -538,7 +722,7 @@ fn set_forwarded_headers(
                 .map(|v| v.as_bytes()),
             trusted,
         );
-        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+        req.insert_header(XFF_WIRE, xff)?;
     }
     let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let incoming_proto = session
@@ -551,7 +735,7 @@ fn set_forwarded_headers(
         _ if is_tls => "https",
         _ => "http",
     };
-    req.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
+    req.insert_header(XFP_WIRE, proto)?;
     let incoming_host = session.req_header().headers.get(&X_FORWARDED_HOST).cloned();
     let host = match incoming_host {
         Some(h) if peer_trusted => Some(h),
@@ -569,7 +753,7 @@ fn set_forwarded_headers(
             }),
     };
     match host {
-        Some(h) => req.insert_header(X_FORWARDED_HOST.clone(), h)?,
+        Some(h) => req.insert_header(XFH_WIRE, h)?,
         None => {
             req.remove_header(&X_FORWARDED_HOST);
         }

@@ -3,6 +3,8 @@
 //! `request_filter` and by `fail_to_proxy`. Internal details (addresses, error chains) go to
 //! the log, never into a body.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
@@ -18,8 +20,11 @@ pub enum GatewayError {
     BadPath(PathError),
     AmbiguousFraming,
     BadRequest,
+    /// Every target of the upstream (and of the route's fallback) is open or unhealthy.
     NoTargetAvailable {
         upstream: String,
+        /// When one may be back: sent as `Retry-After`.
+        retry_after: std::time::Duration,
     },
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -163,24 +168,38 @@ impl GatewayError {
 
 impl GatewayError {
     /// Headers that belong with this error (RFC 6750 §3 challenges, `Retry-After`).
-    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+    pub fn extra_headers(&self) -> Vec<(&'static str, Cow<'static, str>)> {
+        let fixed = |v: &'static str| vec![("www-authenticate", Cow::Borrowed(v))];
         match self {
             GatewayError::Auth(AuthError::Unauthorized(
                 crate::auth::verify::AuthFailure::Missing,
-            )) => &[("www-authenticate", "Bearer realm=\"gateway\"")],
+            )) => fixed("Bearer realm=\"gateway\""),
             GatewayError::Auth(AuthError::Unauthorized(_)) => {
-                &[("www-authenticate", "Bearer error=\"invalid_token\"")]
+                fixed("Bearer error=\"invalid_token\"")
             }
             GatewayError::Auth(AuthError::Forbidden) => {
-                &[("www-authenticate", "Bearer error=\"insufficient_scope\"")]
+                fixed("Bearer error=\"insufficient_scope\"")
             }
             GatewayError::Auth(AuthError::InvalidRequest) => {
-                &[("www-authenticate", "Bearer error=\"invalid_request\"")]
+                fixed("Bearer error=\"invalid_request\"")
             }
-            GatewayError::Auth(AuthError::Unavailable) => &[("retry-after", "5")],
-            _ => &[],
+            GatewayError::Auth(AuthError::Unavailable) => vec![("retry-after", Cow::Borrowed("5"))],
+            GatewayError::NoTargetAvailable { retry_after, .. } => {
+                vec![(
+                    "retry-after",
+                    Cow::Owned(retry_after_secs(*retry_after).to_string()),
+                )]
+            }
+            _ => Vec::new(),
         }
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1 (0 would invite an immediate retry
+/// storm).
+pub fn retry_after_secs(d: std::time::Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 /// The JSON body of a problem.
@@ -219,7 +238,7 @@ pub async fn send(
     let body = body(&problem, request_id);
     let mut header = header(&problem, request_id, body.len())?;
     for (k, v) in err.extra_headers() {
-        header.insert_header(*k, *v)?;
+        header.insert_header(k, v.as_ref())?;
     }
     session
         .write_response_header(Box::new(header), false)
@@ -251,6 +270,21 @@ mod tests {
         let mut e = Error::new(ErrorType::ReadError);
         e.as_down();
         assert_eq!(GatewayError::from_pingora(&e), None);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        use std::time::Duration;
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(9_001)), 10);
+        assert_eq!(retry_after_secs(Duration::from_secs(20)), 20);
+        let e = GatewayError::NoTargetAvailable {
+            upstream: "payments".into(),
+            retry_after: Duration::from_millis(2_500),
+        };
+        assert_eq!(e.problem().status, 503);
+        assert_eq!(e.extra_headers(), vec![("retry-after", Cow::Borrowed("3"))]);
     }
 
     #[test]

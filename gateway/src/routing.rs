@@ -175,6 +175,7 @@ mod tests {
             target: RouteTarget::Single("u".into()),
             rewrite: None,
             auth: Default::default(),
+            fallback: None,
         })
     }
 

@@ -14,6 +14,7 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::health::HealthChecker;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::JwksRefresher;
@@ -72,6 +73,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     server.add_service(background_service(
         "config reloader",
         Reloader::new(shared.clone()),
+    ));
+    server.add_service(background_service(
+        "health checker",
+        HealthChecker::new(shared.clone()),
     ));
     server.add_service(background_service(
         "JWKS refresher",

@@ -77,6 +77,67 @@ pub struct Upstream {
     pub load_balancing: Option<LoadBalancing>,
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
+    pub retries: Option<Retries>,
+    pub health_check: Option<HealthCheck>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// `retries:` of an upstream. Which requests may be retried is fixed (see docs/resilience.md);
+/// how many times, how fast and how often overall is configured here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Retries after the first attempt. Default 1; 0 turns retries off.
+    pub attempts: Option<u32>,
+    /// Wait before the first retry; doubles per retry. Default 25ms.
+    pub backoff: Option<Dur>,
+    /// Cap of the doubled wait. Default 250ms.
+    pub max_backoff: Option<Dur>,
+    pub budget: Option<RetryBudget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    pub ratio: Option<f64>,
+    pub min_retries_per_second: Option<u32>,
+    pub window: Option<Dur>,
+}
+
+/// `health_check:` of an upstream: an HTTP GET to every target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub path: String,
+    /// `Host` header of the check. Default: the target's `host:port`.
+    pub host: Option<String>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// `circuit_breaker:` of an upstream (one breaker per target).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    pub enabled: Option<bool>,
+    pub failure_ratio: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub window: Option<Dur>,
+    pub open_for: Option<Dur>,
+    pub max_open_for: Option<Dur>,
+    pub half_open_requests: Option<u32>,
+    /// Response statuses that count as failures: codes (`503`) or classes (`5xx`). Default
+    /// `[5xx]`.
+    pub failure_statuses: Option<Vec<StatusEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusEntry {
+    Code(u16),
+    Class(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -107,6 +168,9 @@ pub struct Route {
     pub strip_prefix: bool,
     pub prefix_rewrite: Option<String>,
     pub auth: Option<RouteAuth>,
+    /// The upstream that serves the route while every target of its own upstream is open or
+    /// unhealthy.
+    pub fallback: Option<String>,
 }
 
 /// `auth: none | optional | required | { roles: [...], scopes: [...] }`.

@@ -34,6 +34,15 @@ pub mod defaults {
     pub const ACCESS_LOG_BUFFER: usize = 8192;
     pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
     pub const OTLP_QUEUE_SIZE: usize = 4096;
+    pub const RETRY_ATTEMPTS: u32 = 1;
+    pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+    pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const HEALTHY_THRESHOLD: u32 = 2;
+    pub const UNHEALTHY_THRESHOLD: u32 = 3;
+    /// Health checks more often than this would be load, not monitoring.
+    pub const HEALTH_MIN_INTERVAL: Duration = Duration::from_millis(100);
 }
 
 #[derive(Debug)]
@@ -118,6 +127,101 @@ pub struct UpstreamSpec {
     pub targets: Vec<String>,
     pub load_balancing: LoadBalancing,
     pub timeouts: Timeouts,
+    pub retries: RetryPolicy,
+    pub health_check: Option<HealthCheckSpec>,
+    /// `None` when `circuit_breaker.enabled: false`.
+    pub circuit_breaker: Option<BreakerSpec>,
+}
+
+/// When a failed attempt may be tried again (the *which* is fixed: see `proxy.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub budget: crate::retry_budget::BudgetConfig,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `n` (1-based): `backoff × 2^(n-1)`, capped.
+    pub fn backoff_for(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that make an unhealthy target healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy target unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSpec {
+    pub config: crate::breaker::BreakerConfig,
+    /// Response statuses counted as failures (connect errors and timeouts always are).
+    pub failure_statuses: StatusSet,
+}
+
+/// A set of HTTP status codes (100–599).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StatusSet([u64; 10]);
+
+impl StatusSet {
+    pub fn empty() -> Self {
+        StatusSet([0; 10])
+    }
+
+    /// `5xx`.
+    pub fn server_errors() -> Self {
+        let mut s = Self::empty();
+        s.insert_range(500, 599);
+        s
+    }
+
+    pub fn insert_range(&mut self, from: u16, to: u16) {
+        for code in from..=to.min(639) {
+            self.0[usize::from(code / 64)] |= 1 << (code % 64);
+        }
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        code < 640 && self.0[usize::from(code / 64)] & (1 << (code % 64)) != 0
+    }
+
+    /// Compact text: `500-599`, `429,502-504`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut code = 100u16;
+        while code < 600 {
+            if self.contains(code) {
+                let start = code;
+                while code + 1 < 600 && self.contains(code + 1) {
+                    code += 1;
+                }
+                parts.push(if start == code {
+                    start.to_string()
+                } else {
+                    format!("{start}-{code}")
+                });
+            }
+            code += 1;
+        }
+        parts.join(",")
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StatusSet({})", self.describe())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,6 +245,8 @@ pub struct RouteSpec {
     pub target: RouteTarget,
     pub rewrite: Option<Rewrite>,
     pub auth: RouteAuth,
+    /// Serves the route while every target of the chosen upstream is open or unhealthy.
+    pub fallback: Option<String>,
 }
 
 /// What a route asks of the caller's token.

@@ -44,8 +44,9 @@ pub struct Line<'a> {
     /// 0 when no response was sent (the client went away).
     pub status: u16,
     pub upstream: &'a str,
-    /// `host:port` of the last upstream attempt.
-    pub target: &'a str,
+    /// `ip:port` of the last upstream attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub duration_ms: f64,
     pub bytes_sent: usize,
     pub bytes_received: usize,
@@ -202,7 +203,7 @@ mod tests {
                 path: &path,
                 status: 200,
                 upstream: "u",
-                target: "t",
+                target: Some("127.0.0.1:1".into()),
                 duration_ms: 1.0,
                 bytes_sent: 1,
                 bytes_received: 0,

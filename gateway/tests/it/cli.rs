@@ -69,7 +69,7 @@ routes:
             "{file}:17:12: routes[2].split: the weights sum to 0: at least one side needs a weight above 0"
         ),
         format!(
-            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`"
+            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`, `fallback`"
         ),
         format!(
             "{file}:25:19: routes[4].strip_prefix: invalid type: string \"yes\", expected a boolean"
@@ -158,12 +158,19 @@ fn explain_names_route_upstreams_and_rewrite() {
         "g.yaml",
         r#"upstreams:
   monolith: { targets: [127.0.0.1:8000] }
-  payments: { targets: [127.0.0.1:8003], timeouts: { response: 5s } }
+  payments:
+    targets: [127.0.0.1:8003]
+    timeouts: { response: 5s }
+    retries: { attempts: 2, backoff: 10ms, max_backoff: 40ms, budget: { ratio: 0.1 } }
+    health_check: { path: /healthz, interval: 2s }
+    circuit_breaker: { failure_statuses: [502, 503, 504, 429] }
+  legacy: { targets: [127.0.0.1:8009], retries: { attempts: 0 }, circuit_breaker: { enabled: false } }
 routes:
   - name: payments
     match: { path_prefix: /api/payments/ }
     split: [ { upstream: payments, weight: 10 }, { upstream: monolith, weight: 90 } ]
     sticky_by: header.x-user
+    fallback: legacy
   - name: legacy
     match: { path_prefix: /legacy/, methods: [GET] }
     upstream: monolith
@@ -185,15 +192,19 @@ routes:
         stdout,
         "request:   GET /api/payments/../payments/7?x=1\n\
          normalised: /api/payments/7\n\
-         route:     payments (routes[0], line 5)\n\
+         route:     payments (routes[0], line 11)\n\
          matched:   path_prefix /api/payments/\n\
          upstream:  split payments 10.0% / monolith 90.0%, sticky by header.x-user\n\
          \x20          payments -> 127.0.0.1:8003 (round_robin; timeouts connect 1s, response 5s)\n\
          \x20          monolith -> 127.0.0.1:8000 (round_robin; timeouts connect 1s, response 30s)\n\
+         fallback:  legacy -> 127.0.0.1:8009 (round_robin; timeouts connect 1s, response 30s) (while no target of the route's upstream is available)\n\
+         resilience: payments: retries 2 (connect failures; idempotent methods before a response), backoff 10ms..40ms, budget 10%; breaker opens above 50% failures (429,502-504) of >= 20 requests in 10s, open 10s; health GET /healthz every 2s\n\
+         resilience: monolith: retries 1 (connect failures; idempotent methods before a response), backoff 25ms..250ms, budget 20%; breaker opens above 50% failures (500-599) of >= 20 requests in 10s, open 10s; no active health check\n\
+         resilience: legacy: no retries; breaker off; no active health check\n\
          forwarded: /api/payments/7?x=1\n\
          auth:      none\n\
          headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID\n\
-         also matched, lower precedence: monolith (line 13)\n"
+         also matched, lower precedence: monolith (line 20)\n"
     );
     let (code, stdout, _) = gateway(&[
         "explain",
@@ -206,7 +217,7 @@ routes:
     ]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("route:     legacy (routes[1], line 9)"),
+        stdout.contains("route:     legacy (routes[1], line 16)"),
         "{stdout}"
     );
     assert!(stdout.contains("forwarded: /a\n"), "{stdout}");
@@ -258,6 +269,55 @@ fn validate_checks_the_auth_block_and_route_rules() {
         lines[2].contains(":5:23: auth.algorithms[1]: unknown algorithm \"RS999\""),
         "{stderr}"
     );
+}
+
+#[test]
+fn validate_checks_retries_breakers_health_checks_and_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "resilience.yaml",
+        r#"upstreams:
+  a:
+    targets: [127.0.0.1:1]
+    retries: { attempts: 50, backoff: 1s, max_backoff: 10ms, budget: { ratio: 1.5 } }
+    health_check: { path: healthz, interval: 10ms, timeout: 5s, healthy_threshold: 0 }
+    circuit_breaker: { failure_ratio: 1, min_requests: 0, failure_statuses: [5xx, 700, "teapot"] }
+  b: { targets: [127.0.0.1:2] }
+routes:
+  - name: r
+    match: {}
+    upstream: b
+    fallback: b
+  - name: s
+    match: { path: /s }
+    upstream: b
+    fallback: nope
+"#,
+    );
+    let (code, _, stderr) = gateway(&["validate", &file]);
+    assert_ne!(code, 0);
+    let expect = [
+        ":4:26: upstreams.a.retries.attempts: 50 retries per request is an outage multiplier: use at most 10",
+        ":4:56: upstreams.a.retries.max_backoff: must be at least backoff (1s), got 10ms",
+        ":4:79: upstreams.a.retries.budget.ratio: must be between 0 and 1, got 1.5",
+        ":5:27: upstreams.a.health_check.path: \"healthz\" must start with '/'",
+        ":5:46: upstreams.a.health_check.interval: must be at least 100ms, got 10ms",
+        ":5:61: upstreams.a.health_check.timeout: must be greater than 0 and at most the interval (10ms), got 5s",
+        ":5:84: upstreams.a.health_check.healthy_threshold: must be at least 1",
+        ":6:39: upstreams.a.circuit_breaker.failure_ratio: must be at least 0 and below 1, got 1",
+        ":6:83: upstreams.a.circuit_breaker.failure_statuses[1]: 700 is not an HTTP status (100-599)",
+        ":6:88: upstreams.a.circuit_breaker.failure_statuses[2]: \"teapot\": use a status code (503) or a class (4xx, 5xx)",
+        ":16:15: routes[1].fallback: unknown upstream \"nope\" (known: b)",
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    for e in expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&file) && l.contains(e)),
+            "missing {e:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), expect.len(), "{stderr}");
 }
 
 #[test]

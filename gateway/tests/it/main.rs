@@ -11,6 +11,7 @@ mod errors;
 mod framing;
 mod observability;
 mod reload;
+mod resilience;
 mod routing;
 mod streaming;
 mod tls;

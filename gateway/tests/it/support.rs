@@ -316,3 +316,186 @@ pub fn kid_of(token: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     v["kid"].as_str().unwrap().to_string()
 }
+
+/// How an [`Origin`] treats requests (other than `GET /healthz`, which follows `set_healthy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `200`, body = the origin's name, `X-Served-By: <name>`.
+    Ok,
+    /// This status, same body.
+    Status(u16),
+    /// Reads the request, then closes the connection without answering.
+    Close,
+}
+
+/// An in-process HTTP/1.1 origin with a chosen failure mode (and a health switch), counting the
+/// requests it received. For failure modes a real service can't be told to produce on cue
+/// (answer nothing after reading a request; fail only its health check).
+pub struct Origin {
+    pub port: u16,
+    state: std::sync::Arc<OriginState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct OriginState {
+    mode: Mode,
+    healthy: std::sync::atomic::AtomicBool,
+    requests: std::sync::atomic::AtomicUsize,
+    health_checks: std::sync::atomic::AtomicUsize,
+    /// Set by [`Origin::die`]: open connections read their next request and close.
+    dead: std::sync::atomic::AtomicBool,
+    /// The request head of the last health check.
+    last_health_check: std::sync::Mutex<String>,
+}
+
+impl Origin {
+    pub async fn start(name: &str, mode: Mode) -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(OriginState {
+            mode,
+            healthy: true.into(),
+            requests: 0.into(),
+            health_checks: 0.into(),
+            last_health_check: Default::default(),
+            dead: false.into(),
+        });
+        let (st, n) = (state.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_origin_conn(conn, st.clone(), n.clone()));
+            }
+        });
+        Origin { port, state, task }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.state
+            .healthy
+            .store(healthy, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests received, health checks excluded.
+    pub fn requests(&self) -> usize {
+        self.state
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Dies like a killed process would, as seen from a pooled connection: the listener closes
+    /// (new connections are refused) and each open connection reads its next request, then
+    /// closes without answering.
+    pub fn die(&self) {
+        self.state
+            .dead
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.abort();
+    }
+
+    /// The last health check's request head, lower-cased.
+    pub fn last_health_check(&self) -> String {
+        self.state.last_health_check.lock().unwrap().clone()
+    }
+
+    pub fn health_checks(&self) -> usize {
+        self.state
+            .health_checks
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_origin_conn(
+    mut conn: tokio::net::TcpStream,
+    state: std::sync::Arc<OriginState>,
+    name: String,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut buf = Vec::new();
+    loop {
+        // Read one request head, then its Content-Length body.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let body_len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + body_len {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + body_len);
+        if state.dead.load(SeqCst) {
+            state.requests.fetch_add(1, SeqCst);
+            return;
+        }
+        let (status, body) = if head.starts_with("get /healthz ") {
+            state.health_checks.fetch_add(1, SeqCst);
+            *state.last_health_check.lock().unwrap() = head.clone();
+            match state.healthy.load(SeqCst) {
+                true => (200, "ok".to_string()),
+                false => (503, "unhealthy".to_string()),
+            }
+        } else {
+            state.requests.fetch_add(1, SeqCst);
+            match state.mode {
+                Mode::Ok => (200, name.clone()),
+                Mode::Status(s) => (s, name.clone()),
+                Mode::Close => return,
+            }
+        };
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-served-by: {name}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends `GET url`: (status, the origin's name from `x-served-by` / `x-echo-server` / the echo's
+/// JSON `server`, else the body).
+pub async fn get_served_by(client: &reqwest::Client, url: &str) -> (u16, String) {
+    match client.get(url).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let served = resp
+                .headers()
+                .get("x-served-by")
+                .or_else(|| resp.headers().get("x-echo-server"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp.text().await.unwrap_or_default();
+            let echo_server = || {
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                v["server"].as_str().map(str::to_string)
+            };
+            let by = served.or_else(echo_server).unwrap_or_else(|| body.clone());
+            (status, by)
+        }
+        Err(e) => (0, format!("transport error: {e:?}")),
+    }
+}

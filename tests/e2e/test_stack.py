@@ -1,0 +1,318 @@
+"""The reference stack, end to end, started by the README's first command (scripts/stack.sh).
+
+The real auth-service, Django monolith (gunicorn), Rust notifications and payments services and the
+gateway, on ephemeral ports of 127.0.0.1 (the script's STACK_*_PORT variables), with a state
+directory of their own. The stack is stopped with SIGINT, as Ctrl-C would, and every process it
+started must be gone afterwards.
+
+Run:  .venv/bin/python -m pytest tests/e2e     (after `cargo build --workspace --bins`)
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "target" / "debug"
+START_TIMEOUT = 120
+SERVICES = ["auth-service", "notifications", "payments", "monolith", "gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is gone for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class Stack:
+    def __init__(self, state: Path):
+        self.state = state
+        self.ports = {
+            "gateway": free_port(),
+            "admin": free_port(),
+            "auth": free_port(),
+            "monolith": free_port(),
+            "notifications": free_port(),
+            "payments": free_port(),
+        }
+        # The shipped auth-service config with cheap password hashing: the tests register many
+        # users, and argon2's production cost is the point of production, not of this test.
+        shipped = (ROOT / "config" / "auth-service.yaml").read_text()
+        cheap = re.sub(r"memory_kib:\s*\d+", "memory_kib: 64", shipped)
+        cheap = re.sub(r"iterations:\s*\d+", "iterations: 1", cheap)
+        self.auth_config = state / "auth-service.yaml"
+        self.auth_config.write_text(cheap)
+        self.stdout = open(state / "stack.out", "w+")
+        env = dict(
+            os.environ,
+            STACK_NO_BUILD="1",
+            STACK_DIR=str(state),
+            STACK_DATA=str(state / "data"),
+            STACK_AUTH_CONFIG=str(self.auth_config),
+            STACK_GATEWAY_PORT=str(self.ports["gateway"]),
+            STACK_ADMIN_PORT=str(self.ports["admin"]),
+            STACK_AUTH_PORT=str(self.ports["auth"]),
+            STACK_MONOLITH_PORT=str(self.ports["monolith"]),
+            STACK_NOTIFICATIONS_PORT=str(self.ports["notifications"]),
+            STACK_PAYMENTS_PORT=str(self.ports["payments"]),
+        )
+        self.proc = subprocess.Popen(
+            ["scripts/stack.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.extra_pids: list[int] = []
+
+    def output(self) -> str:
+        self.stdout.flush()
+        return (self.state / "stack.out").read_text()
+
+    def wait_up(self):
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"scripts/stack.sh exited early:\n{self.output()}")
+            return "The stack is up" in self.output()
+
+        wait_for("the stack to come up", up, timeout=START_TIMEOUT, interval=0.25)
+
+    def pid(self, name: str) -> int:
+        return int((self.state / "pids" / f"{name}.pid").read_text())
+
+    def log(self, name: str) -> str:
+        return (self.state / "logs" / f"{name}.log").read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}{path}"
+
+    def admin(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports['admin']}{path}"
+
+    def stop(self):
+        pids = [self.pid(n) for n in SERVICES if (self.state / "pids" / f"{n}.pid").exists()]
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)  # what Ctrl-C sends
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                raise
+        for pid in self.extra_pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        self.stdout.close()
+        return pids
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        s.wait_up()
+        yield s
+    finally:
+        pids = s.stop()
+        left = wait_for(
+            "every process of the stack to stop",
+            lambda: [p for p in pids if pid_alive(p)] == [] or None,
+            timeout=15,
+        )
+        assert left, "processes left running"
+
+
+def register_and_login(stack: Stack, email: str) -> str:
+    password = "correct horse battery staple"
+    r = requests.post(
+        stack.url("/api/auth/register"), json={"email": email, "password": password}, timeout=10
+    )
+    assert r.status_code == 201, r.text
+    r = requests.post(
+        stack.url("/api/auth/login"), json={"email": email, "password": password}, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def bearer(token: str) -> dict:
+    return {"authorization": f"Bearer {token}"}
+
+
+def served_by(resp) -> str:
+    return resp.headers.get("x-served-by", "?")
+
+
+def notifications_target(stack: Stack) -> dict:
+    upstreams = requests.get(stack.admin("/admin/upstreams"), timeout=10).json()["upstreams"]
+    return next(u for u in upstreams if u["name"] == "notifications")["targets"][0]
+
+
+def test_the_script_printed_the_walkthrough_with_the_chosen_ports(stack):
+    out = stack.output()
+    assert f"gateway http://127.0.0.1:{stack.ports['gateway']} (admin :{stack.ports['admin']})" in out
+    assert f"curl -s localhost:{stack.ports['admin']}/metrics" in out
+    assert "localhost:8080" not in out
+
+
+def test_register_login_order_and_the_notification_arrives(stack):
+    token = register_and_login(stack, f"ada-{uuid.uuid4().hex[:8]}@example.com")
+    order = requests.post(
+        stack.url("/api/orders/"),
+        headers=bearer(token),
+        json={"items": [{"sku": "BOOK", "quantity": 2, "unit_price": "12.50"}]},
+        timeout=10,
+    )
+    assert order.status_code == 201, order.text
+    assert served_by(order) == "monolith"
+    order_id = order.json()["id"]
+
+    def notified():
+        r = requests.get(stack.url("/api/notifications/"), headers=bearer(token), timeout=10)
+        assert r.status_code == 200, r.text
+        assert served_by(r) == "notifications"
+        items = r.json()
+        items = items.get("results", items) if isinstance(items, dict) else items
+        return [n for n in items if str(order_id) in str(n)] or None
+
+    found = wait_for("the order's notification in the notifications service", notified)
+    assert len(found) == 1
+    # Anonymous requests are refused by the route (the gateway checks the token).
+    assert requests.get(stack.url("/api/notifications/"), timeout=10).status_code == 401
+    # The metrics count it by route.
+    metrics = requests.get(stack.admin("/metrics"), timeout=10).text
+    assert re.search(r'gateway_requests_total\{[^}]*route="notifications"[^}]*\} \d+', metrics)
+
+
+def test_the_payments_split_is_honoured_and_sticky_per_user(stack):
+    sides: dict[str, int] = {}
+    users = 0
+    # 10% of users go to the payments service, sticky by the token's `sub`: register users until
+    # both sides have been seen (bounded), checking every user stays on one side.
+    while len(sides) < 2 and users < 120:
+        users += 1
+        token = register_and_login(stack, f"split-{uuid.uuid4().hex[:10]}@example.com")
+        seen = set()
+        for _ in range(4):
+            r = requests.get(stack.url("/api/payments/"), headers=bearer(token), timeout=10)
+            assert r.status_code == 200, r.text
+            seen.add(served_by(r))
+        assert len(seen) == 1, f"a user moved between sides: {seen}"
+        side = seen.pop()
+        sides[side] = sides.get(side, 0) + 1
+    assert set(sides) == {"payments", "monolith"}, sides
+    assert sides["monolith"] >= sides["payments"], sides
+
+
+def test_notifications_down_falls_back_to_the_monolith_and_returns_when_restarted(stack):
+    token = register_and_login(stack, f"fallback-{uuid.uuid4().hex[:8]}@example.com")
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def traffic():
+        session = requests.Session()
+        deadline = time.monotonic() + 90
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                r = session.get(stack.url("/api/notifications/"), headers=bearer(token), timeout=10)
+                seen.append((r.status_code, served_by(r)))
+            except requests.RequestException as e:
+                seen.append((0, repr(e)))
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        wait_for("traffic to flow", lambda: len(seen) >= 10)
+        pid = stack.pid("notifications")
+        os.kill(pid, signal.SIGKILL)
+        wait_for("the monolith to serve notifications", lambda: seen[-1][1] == "monolith")
+        wait_for(
+            "the notifications target to be out of rotation",
+            lambda: notifications_target(stack)["available"] is False,
+        )
+        assert notifications_target(stack)["target"].endswith(f":{stack.ports['notifications']}")
+
+        # Restarted on its port (by the test, as an operator would): traffic returns.
+        restarted = subprocess.Popen(
+            [str(BIN / "notifications"), "--listen", f"127.0.0.1:{stack.ports['notifications']}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.extra_pids.append(restarted.pid)
+        wait_for(
+            "traffic to return to the notifications service",
+            lambda: seen[-1][1] == "notifications",
+            timeout=45,
+        )
+    finally:
+        stop.set()
+        worker.join()
+    errors = [s for s in seen if s[0] != 200]
+    assert errors == [], f"clients saw errors: {errors[:5]}"
+    assert any(by == "monolith" for _, by in seen)
+    metrics = requests.get(stack.admin("/metrics"), timeout=10).text
+    fallbacks = re.search(
+        r'gateway_fallbacks_total\{fallback="monolith",route="notifications",upstream="notifications"\} (\d+)',
+        metrics,
+    )
+    assert fallbacks and int(fallbacks.group(1)) > 0, metrics
+
+
+def test_a_taken_port_stops_the_script_with_its_name(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(
+            os.environ,
+            STACK_NO_BUILD="1",
+            STACK_DIR=str(tmp_path),
+            STACK_DATA=str(tmp_path / "data"),
+            STACK_GATEWAY_PORT=str(free_port()),
+            STACK_ADMIN_PORT=str(free_port()),
+            STACK_AUTH_PORT=str(free_port()),
+            STACK_MONOLITH_PORT=str(free_port()),
+            STACK_NOTIFICATIONS_PORT=str(free_port()),
+            STACK_PAYMENTS_PORT=str(port),
+        )
+        r = subprocess.run(
+            ["scripts/stack.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert r.returncode == 1
+    assert f"port {port} (for payments) is already in use" in r.stderr
+    assert "STACK_PAYMENTS_PORT" in r.stderr
+    assert not any((tmp_path / "pids").glob("*.pid")), "nothing was started"
