@@ -28,15 +28,17 @@
 //!
 //! ## The request path
 //! ```text
-//! request_filter ── request id ─ framing check ─ normalise path ─ route ─ authenticate ──(reject: problem+json)
+//! request_filter ── request id ─ server span (traceparent) ─ framing check ─ normalise path ─ route ─ authenticate ──(reject: problem+json)
 //!      │
-//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random)
+//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random) ─ client span per attempt
 //!      │
-//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ identity headers
+//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ traceparent ─ identity headers
+//!      │
+//! upstream_response_filter ─ breaker outcome ─ upstream duration
 //!      │
 //! response_filter ─ X-Request-ID            fail_to_proxy ─ 502 / 504 / 503 problem+json
 //!      │
-//! logging ─ metrics
+//! logging ─ span end ─ access log ─ metrics
 //! ```
 
 pub mod admin;
