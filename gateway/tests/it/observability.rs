@@ -475,3 +475,53 @@ async fn access_log_shape_sampling_errors_and_no_query_string() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("hunter2"), "a query string reached the log");
 }
+
+/// A retried request: one client span per attempt, the failed one with `error.type`, the
+/// retry with `http.request.resend_count`; the upstream got the second attempt's span id.
+#[tokio::test]
+async fn each_upstream_attempt_is_its_own_client_span() {
+    let receiver = OtlpReceiver::start().await;
+    let echo = Echo::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_path(&dir);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  a:\n    targets: [{closed}, {}]\n    retries: {{ attempts: 1 }}\n    circuit_breaker: {{ enabled: false }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: a\n{}",
+        echo.addr(),
+        observability(&receiver.grpc_endpoint(), "grpc", 1.0, &log, 1.0)
+    ))
+    .await;
+    // Round robin: within two requests one starts on the closed target and is retried.
+    let mut retried = None;
+    for i in 0..2 {
+        let rid = format!("rid-retry-{i}");
+        let (status, seen) = get_json(&gw.url("/r"), &[("x-request-id", &rid)]).await;
+        assert_eq!(status, 200);
+        let line = logged(&log, &rid).await;
+        if line["attempts"] == 2 {
+            retried = Some((line, seen));
+        }
+    }
+    let (line, seen) = retried.expect("one request was retried");
+    let trace_id = line["trace_id"].as_str().unwrap();
+    let spans = receiver.wait_trace(trace_id, WAIT, |s| s.len() >= 3).await;
+    let server = find(&spans, "gw-test", "server").unwrap();
+    let clients: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "client").collect();
+    assert_eq!(clients.len(), 2, "{spans:?}");
+    for c in &clients {
+        assert_eq!(c["parent_span_id"], server["span_id"]);
+    }
+    let failed = clients
+        .iter()
+        .find(|c| c["attributes"].get("http.request.resend_count").is_none())
+        .unwrap();
+    let resent = clients
+        .iter()
+        .find(|c| c["attributes"]["http.request.resend_count"] == 1)
+        .unwrap();
+    assert_eq!(failed["status"], "error");
+    assert!(failed["attributes"]["error.type"].is_string(), "{failed}");
+    assert_eq!(resent["attributes"]["http.response.status_code"], 200);
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert_eq!(tp.split('-').nth(2).unwrap(), resent["span_id"]);
+}
