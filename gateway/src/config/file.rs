@@ -246,15 +246,37 @@ pub struct Observability {
 }
 
 /// `access_log: json | off`, or the full mapping.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum AccessLog {
     Short(AccessLogShort),
     Full(AccessLogFull),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+impl<'de> Deserialize<'de> for AccessLog {
+    /// By hand, for a message that says what is accepted (an untagged enum only says that
+    /// nothing matched).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => match s.as_str() {
+                "json" => Ok(AccessLog::Short(AccessLogShort::Json)),
+                "off" => Ok(AccessLog::Short(AccessLogShort::Off)),
+                other => Err(D::Error::custom(format!(
+                    "unknown access log \"{other}\": use json, off or a mapping {{ format, output, sample_successful, buffer }}"
+                ))),
+            },
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(AccessLog::Full)
+                .map_err(|e| D::Error::custom(e.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected json, off or a mapping {{ format, output, sample_successful, buffer }}, found {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessLogShort {
     Json,
     Off,

@@ -372,6 +372,19 @@ observability:
             && stderr.contains("unknown field `protocl`"),
         "{stderr}"
     );
+    let short = write(
+        &dir,
+        "short.yaml",
+        "upstreams:\n  a: { targets: [127.0.0.1:8000] }\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a }\nobservability: { access_log: jsn }\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &short]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{short}:5:30: observability.access_log: unknown access log \"jsn\": use json, off or a mapping {{ format, output, sample_successful, buffer }}"
+        )
+    );
     let ok = write(
         &dir,
         "ok.yaml",

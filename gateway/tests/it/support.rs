@@ -82,6 +82,15 @@ impl Gateway {
             .env("RUST_LOG", "info");
         let proc = Proc::spawn("gateway", cmd);
         wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), START).await;
+        // The admin listener can answer before the proxy listener is bound (pingora starts the
+        // services on their own threads): wait for the proxy port too.
+        testkit::eventually("the proxy listener", START, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
         Gateway {
             proc,
             port,
