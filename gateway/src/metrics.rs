@@ -3,8 +3,8 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::breaker::State;
@@ -58,6 +58,12 @@ pub struct Metrics {
     pub trace_spans_dropped: IntCounter,
     /// `gateway_access_log_lines_dropped_total`: lines dropped because the writer was behind.
     pub access_log_lines_dropped: IntCounter,
+    /// `gateway_rate_limit_rejections_total{route,policy}`
+    pub rate_limit_rejections: IntCounterVec,
+    /// `gateway_rate_limit_store_errors_total{policy}`
+    pub rate_limit_store_errors: IntCounterVec,
+    /// `gateway_rate_limit_store_duration_seconds`: one Redis call, failures included.
+    pub rate_limit_store_duration: Histogram,
     /// `gateway_upstream_target_up{upstream,target}`: 1 healthy, 0 failing its active checks.
     pub target_up: IntGaugeVec,
     /// `gateway_health_checks_total{upstream,target,result}`
@@ -76,6 +82,11 @@ pub struct Metrics {
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A Redis call on a LAN takes well under a millisecond; the store timeout is ~50ms.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
 impl Metrics {
@@ -165,6 +176,24 @@ impl Metrics {
             "Access-log lines dropped because the writer was behind.",
         )
         .expect("valid metric");
+        let rate_limit_rejections = counter(
+            "gateway_rate_limit_rejections_total",
+            "Requests refused with 429, by route and the policy that refused.",
+            &["route", "policy"],
+        );
+        let rate_limit_store_errors = counter(
+            "gateway_rate_limit_store_errors_total",
+            "Rate-limit store (Redis) calls that failed or timed out, by policy; on_store_error decided those requests.",
+            &["policy"],
+        );
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_rate_limit_store_duration_seconds",
+                "Time of one rate-limit store (Redis) call, failures and timeouts included.",
+            )
+            .buckets(STORE_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         let target_up = gauge(
             "gateway_upstream_target_up",
             "1 if the target passes its active health checks (or has none), 0 if it is out of rotation.",
@@ -222,6 +251,9 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(trace_spans_dropped.clone()),
             Box::new(access_log_lines_dropped.clone()),
+            Box::new(rate_limit_rejections.clone()),
+            Box::new(rate_limit_store_errors.clone()),
+            Box::new(rate_limit_store_duration.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -250,6 +282,9 @@ impl Metrics {
             upstream_duration,
             trace_spans_dropped,
             access_log_lines_dropped,
+            rate_limit_rejections,
+            rate_limit_store_errors,
+            rate_limit_store_duration,
             target_up,
             health_checks,
             breaker_state,

@@ -4,11 +4,11 @@
 //!
 //! | phase | does |
 //! |---|---|
-//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate; reject early with problem+json |
+//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
 //! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise); time to upstream headers (metric, client span) |
-//! | `response_filter` | echo `X-Request-ID` |
+//! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
 //! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see [`Proxy::may_retry`]) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics, access log, span end (via `observability`) |
@@ -33,7 +33,7 @@ use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, forwarding, path, request_id};
+use crate::{auth, forwarding, path, ratelimit, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -95,6 +95,8 @@ pub struct RequestCtx {
     identity: Option<Arc<Verified>>,
     /// `Bearer <token>` when the client spelled the scheme differently.
     authorization: Option<String>,
+    /// `RateLimit-Policy` / `RateLimit` for the response, when the route has policies.
+    rate_limit: Option<ratelimit::Fields>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
     failure: Option<GatewayError>,
     /// The normalised path (no query) when it differs from the request's path.
@@ -139,6 +141,7 @@ impl ProxyHttp for Proxy {
             fell_back: false,
             identity: None,
             authorization: None,
+            rate_limit: None,
             failure: None,
             path: None,
             trace: RequestTrace::default(),
@@ -150,8 +153,12 @@ impl ProxyHttp for Proxy {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
         ctx.trace = start_trace(&self.shared.telemetry, session, ctx);
+        // Cheapest rejection first; rate limiting needs the route and the verified identity.
         let admitted = match admit(session, ctx) {
-            Ok(()) => authenticate(session, ctx).await,
+            Ok(()) => match authenticate(session, ctx).await {
+                Ok(()) => rate_limit(session, ctx).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match admitted {
@@ -376,6 +383,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+        if let Some(fields) = &ctx.rate_limit {
+            for (name, value) in fields.pairs() {
+                resp.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -658,6 +670,34 @@ fn trace_auth(trace: &RequestTrace, admitted: &Result<auth::Admitted, auth::Auth
             KeyValue::new("auth.reason", e.reason()),
         ],
     });
+}
+
+/// Rate limiting, after authentication (a policy may count by a claim).
+async fn rate_limit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let (Some(route), Some(limits)) = (ctx.route.as_ref(), ctx.rt.limits.as_ref()) else {
+        return Ok(());
+    };
+    if route.rate_limit.is_empty() {
+        return Ok(());
+    }
+    let inputs = ratelimit::KeyInputs {
+        client_ip: ctx.client_ip,
+        identity: ctx.identity.as_deref(),
+        headers: &session.req_header().headers,
+        route: &route.name,
+    };
+    let checked = limits.check(route, &inputs).await;
+    if let Err(GatewayError::RateLimited(r)) = &checked {
+        ctx.trace.event("rate_limit", || {
+            vec![
+                opentelemetry::KeyValue::new("rate_limit.result", "rejected"),
+                opentelemetry::KeyValue::new("rate_limit.policy", r.policy.clone()),
+            ]
+        });
+    }
+    let fields = checked?;
+    ctx.rate_limit = fields;
+    Ok(())
 }
 
 /// pingora accepts `Content-Length` together with `Transfer-Encoding` (dropping the length, as

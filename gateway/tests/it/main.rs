@@ -10,6 +10,7 @@ mod drain;
 mod errors;
 mod framing;
 mod observability;
+mod ratelimit;
 mod reload;
 mod resilience;
 mod routing;
