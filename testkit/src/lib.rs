@@ -8,7 +8,10 @@
 //!   which `scripts/test.sh` runs before the tests);
 //! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
 //! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
-//! - [`workspace_root`]: to find `config/` and the Python venv.
+//! - [`workspace_root`]: to find `config/` and the Python venv;
+//! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary.
+
+pub mod otlp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
