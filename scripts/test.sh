@@ -22,5 +22,5 @@ cargo test --workspace --locked -- --test-threads 4
 say "monolith tests (Django)"
 (cd backends/monolith && ../../.venv/bin/python manage.py test --verbosity 1)
 
-say "deploy files agree with the code, and the whole stack end to end (pytest)"
-GATEWAY_BIN="$PWD/target/debug/gateway" .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests tests/e2e
+say "deploy files agree with the code, the benchmark harness renders valid configs, and the whole stack end to end (pytest)"
+GATEWAY_BIN="$PWD/target/debug/gateway" .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests bench/tests tests/e2e
