@@ -4,17 +4,20 @@
   real `gateway validate`, the nginx and HAProxy ones by `nginx -t` / `haproxy -c` when those
   are installed (the benchmark installs them; the test suite does not need them);
 - the tokens verify against the JWKS the gateway is given (PyJWT), and a token from another key
-  does not;
+  does not; the real (debug) gateway, run on the policy row's config with a small Python origin
+  serving the JWKS, admits them and refuses a missing or forged token;
 - ratios are computed within each round before the medians, and targets say PASS/MISS.
 """
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,10 +34,44 @@ import render  # noqa: E402
 POOL = 20
 
 
+class FakeOrigin(http.server.ThreadingHTTPServer):
+    """Stands in for the origin nginx: the JWKS file, and 200 with the small body elsewhere."""
+
+    work: Path
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/.well-known/jwks.json":
+                body = (self.server.work / "jwks.json").read_bytes()
+            else:
+                body = render.SMALL_BODY.encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> render.Prepared:
+def origin():
+    server = FakeOrigin(("127.0.0.1", 0), FakeOrigin.Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, origin) -> render.Prepared:
     work = tmp_path_factory.mktemp("bench-work")
-    return render.prepare(work, render.allocate_ports(), pool_size=POOL)
+    ports = render.allocate_ports()
+    ports.origin = origin.server_address[1]
+    origin.work = work
+    return render.prepare(work, ports, pool_size=POOL)
 
 
 def gateway_bin() -> Path:
@@ -187,3 +224,43 @@ def test_a_run_with_error_answers_is_invalid():
                                  run(1, "c64", "haproxy-jwt", 10_000)])
     verdicts = {t["target"]: t["verdict"] for t in harness.evaluate(summary)}
     assert verdicts["policy path, reused token ≥ 3× HAProxy-JWT req/s (64 conns)"] == "INVALID"
+
+
+def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path):
+    """The policy row's config and tokens, end to end through the gateway's own verifier (the
+    fake origin serves the JWKS); a missing or forged token is refused."""
+    binary = gateway_bin()
+    assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
+    log = open(prepared.work / "logs" / "gateway-policy.test.log", "wb")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs["gateway-policy"])],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        port, admin = prepared.ports.gateway_policy, prepared.ports.gateway_policy_admin
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (prepared.work / "logs" / "gateway-policy.test.log").read_text()
+            try:
+                if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gateway not ready (JWKS) within 20s"
+            time.sleep(0.05)
+        good = [prepared.token, *prepared.pool.read_text().split()[:3]]
+        for token in good:
+            status, headers, body = harness.http_get(
+                port, render.SMALL_PATH, {"Authorization": f"Bearer {token}"})
+            assert (status, body.decode()) == (200, render.SMALL_BODY)
+            assert "x-request-id" in headers
+        stranger = render.load_or_create_key(tmp_path)
+        forged = render.sign(stranger, render.claims_for(1, int(time.time())))
+        for hdrs in ({}, {"Authorization": f"Bearer {forged}"}):
+            assert harness.http_get(port, render.SMALL_PATH, hdrs)[0] == 401
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
