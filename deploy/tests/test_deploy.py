@@ -370,6 +370,19 @@ def test_k8s_redis_is_reachable_by_name():
     assert {p["port"] for p in k8s("Service", "redis")["spec"]["ports"]} == {6379}
 
 
+def test_replicated_gateways_share_rate_limits_through_the_deployed_redis():
+    k8s_routes = yaml.safe_load(k8s("ConfigMap", "gateway-config")["data"]["gateway.yaml"])
+    for routes, redis_port in (
+        (k8s_routes, {p["port"] for p in k8s("Service", "redis")["spec"]["ports"]}),
+        (GATEWAY_COMPOSE_CONFIG, {6379}),
+    ):
+        limits = routes["rate_limits"]
+        assert limits["store"] == "redis"
+        host, port = limits["redis_url"].removeprefix("redis://").split("/")[0].split(":")
+        assert host == "redis" and int(port) in redis_port
+    assert "redis" in COMPOSE["services"]
+
+
 def test_k8s_images_and_probes_are_set_for_every_container():
     for obj in k8s_objects():
         if obj["kind"] != "Deployment":

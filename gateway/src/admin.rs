@@ -56,7 +56,8 @@ impl AdminApp {
                     "hash": rt.loaded.hash,
                     "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
                     "last_reload_error": self.shared.last_reload_error(),
-                    "source": rt.loaded.source,
+                    // A `redis_url` may carry a password: masked.
+                    "source": crate::ratelimit::redis::mask_url_passwords(&rt.loaded.source),
                 }))
             }
             "/admin/routes" => {

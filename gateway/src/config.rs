@@ -14,6 +14,7 @@
 pub mod duration;
 pub mod file;
 pub mod model;
+mod rate_limits;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
@@ -213,6 +214,10 @@ impl Validator<'_> {
         // again by every route that uses it.
         let auth_declared = top.auth.is_some();
         let auth = top.auth.and_then(|v| self.auth(v));
+        let declared_policies = rate_limits::declared_policies(top.rate_limits.as_ref());
+        let rate_limits = top
+            .rate_limits
+            .and_then(|v| self.rate_limits(v, auth.as_ref()));
         let raw_upstreams = top.upstreams.unwrap_or_default();
         // Upstreams that exist but failed validation are not also reported as unknown by routes.
         let declared: Vec<String> = raw_upstreams.keys().cloned().collect();
@@ -252,6 +257,8 @@ impl Validator<'_> {
             }
         }
 
+        self.route_rate_limits(&routes, rate_limits.as_ref(), declared_policies.as_deref());
+
         Some(Config {
             listen: listen?,
             tls,
@@ -260,6 +267,7 @@ impl Validator<'_> {
             trusted_proxies: trusted_proxies?,
             encoded_slashes,
             auth,
+            rate_limits,
             upstreams,
             routes,
         })
@@ -828,6 +836,7 @@ impl Validator<'_> {
             rewrite,
             auth: route_auth,
             fallback: r.fallback,
+            rate_limit: r.rate_limit,
         })
     }
 

@@ -158,6 +158,21 @@ pub fn explain(
         }
     };
     let _ = writeln!(out, "auth:      {auth}");
+    if let Some(rl) = config
+        .rate_limits
+        .as_ref()
+        .filter(|_| !route.rate_limit.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "limits:    {} (all must admit; store {})",
+            crate::ratelimit::Limiter::describe(rl, &route.rate_limit).join(", "),
+            match rl.store {
+                crate::config::model::LimitStore::Memory => "memory",
+                crate::config::model::LimitStore::Redis { .. } => "redis",
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID"

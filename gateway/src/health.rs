@@ -143,9 +143,12 @@ impl Health {
     }
 }
 
-/// The pingora probe for one upstream's `health_check:`.
-pub fn probe(spec: &HealthCheckSpec) -> HttpHealthCheck {
-    let mut check = HttpHealthCheck::new(spec.host.as_deref().unwrap_or(""), false);
+/// The pingora probe of one target (`target` as written in the config, the default `Host`).
+pub fn probe(spec: &HealthCheckSpec, target: &str) -> HttpHealthCheck {
+    let mut check = HttpHealthCheck::new(spec.host.as_deref().unwrap_or(target), false);
+    let _ = check
+        .req
+        .insert_header(http::header::USER_AGENT, "gateway-health-check");
     check.consecutive_success = 1;
     check.consecutive_failure = 1;
     check.peer_template.options.connection_timeout = Some(spec.timeout);
@@ -192,11 +195,14 @@ impl HealthChecker {
                     b.state();
                 }
             }
-            let (Some(spec), Some(check)) = (&up.spec.health_check, &up.health_probe) else {
+            let Some(spec) = &up.spec.health_check else {
                 continue;
             };
             let now = Instant::now();
             for target in &up.targets {
+                let Some(check) = &target.probe else {
+                    continue;
+                };
                 if target.health.claim_if_due(now) {
                     tokio::spawn(run_check(
                         self.shared.clone(),

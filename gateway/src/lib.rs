@@ -15,6 +15,7 @@
 //! | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | [`request_id`] | `X-Request-ID` validation and generation |
 //! | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
+//! | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields |
 //! | [`respond`] | the one error type and its problem+json response |
 //! | [`proxy`] | the pingora phases; each delegates to the modules above |
 //! | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
@@ -27,13 +28,13 @@
 //!
 //! ## The request path
 //! ```text
-//! request_filter ── request id ─ framing check ─ normalise path ─ route ─ authenticate ──(reject: problem+json)
+//! request_filter ── request id ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
 //!      │
 //! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random)
 //!      │
 //! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ identity headers
 //!      │
-//! response_filter ─ X-Request-ID            fail_to_proxy ─ 502 / 504 / 503 problem+json
+//! response_filter ─ X-Request-ID, RateLimit fields   fail_to_proxy ─ 502 / 504 / 503 problem+json
 //!      │
 //! logging ─ metrics
 //! ```
@@ -48,6 +49,7 @@ pub mod health;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod request_id;
 pub mod respond;

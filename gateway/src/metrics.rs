@@ -3,8 +3,8 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::breaker::State;
@@ -50,6 +50,12 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `gateway_jwks_last_success_timestamp_seconds`
     pub jwks_last_success: Gauge,
+    /// `gateway_rate_limit_rejections_total{route,policy}`
+    pub rate_limit_rejections: IntCounterVec,
+    /// `gateway_rate_limit_store_errors_total{policy}`
+    pub rate_limit_store_errors: IntCounterVec,
+    /// `gateway_rate_limit_store_duration_seconds`: one Redis call, failures included.
+    pub rate_limit_store_duration: Histogram,
     /// `gateway_upstream_target_up{upstream,target}`: 1 healthy, 0 failing its active checks.
     pub target_up: IntGaugeVec,
     /// `gateway_health_checks_total{upstream,target,result}`
@@ -68,6 +74,11 @@ pub struct Metrics {
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A Redis call on a LAN takes well under a millisecond; the store timeout is ~50ms.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
 impl Metrics {
@@ -138,6 +149,24 @@ impl Metrics {
             "Unix time of the last successful JWKS fetch.",
         )
         .expect("valid metric");
+        let rate_limit_rejections = counter(
+            "gateway_rate_limit_rejections_total",
+            "Requests refused with 429, by route and the policy that refused.",
+            &["route", "policy"],
+        );
+        let rate_limit_store_errors = counter(
+            "gateway_rate_limit_store_errors_total",
+            "Rate-limit store (Redis) calls that failed or timed out, by policy; on_store_error decided those requests.",
+            &["policy"],
+        );
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_rate_limit_store_duration_seconds",
+                "Time of one rate-limit store (Redis) call, failures and timeouts included.",
+            )
+            .buckets(STORE_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         let target_up = gauge(
             "gateway_upstream_target_up",
             "1 if the target passes its active health checks (or has none), 0 if it is out of rotation.",
@@ -192,6 +221,9 @@ impl Metrics {
             Box::new(jwks_refreshes.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(jwks_last_success.clone()),
+            Box::new(rate_limit_rejections.clone()),
+            Box::new(rate_limit_store_errors.clone()),
+            Box::new(rate_limit_store_duration.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -217,6 +249,9 @@ impl Metrics {
             jwks_refreshes,
             jwks_keys,
             jwks_last_success,
+            rate_limit_rejections,
+            rate_limit_store_errors,
+            rate_limit_store_duration,
             target_up,
             health_checks,
             breaker_state,

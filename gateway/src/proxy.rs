@@ -4,11 +4,11 @@
 //!
 //! | phase | does |
 //! |---|---|
-//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate; reject early with problem+json |
+//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
 //! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise) |
-//! | `response_filter` | echo `X-Request-ID` |
+//! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
 //! | `fail_to_connect` / `error_while_proxy` | record breaker failures; decide retries (see [`Proxy::may_retry`]) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics |
@@ -31,12 +31,18 @@ use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, forwarding, path, request_id};
+use crate::{auth, forwarding, path, ratelimit, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+// The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
+// str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
+const XFF_WIRE: &str = "X-Forwarded-For";
+const XFP_WIRE: &str = "X-Forwarded-Proto";
+const XFH_WIRE: &str = "X-Forwarded-Host";
+const REQUEST_ID_WIRE: &str = "X-Request-ID";
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -69,6 +75,10 @@ pub struct RequestCtx {
     permit: Option<Permit>,
     /// Upstream attempts made so far (1 = the first).
     attempts: u32,
+    /// Retries counted against `retries.attempts` (and the budget).
+    retries_spent: u32,
+    /// The one free retry of a broken pooled connection has been used.
+    stale_retry_used: bool,
     /// Targets already tried, so that a retry goes elsewhere when it can.
     tried: Vec<SocketAddr>,
     /// The failed attempt broke on a reused pooled connection: the same target may be retried.
@@ -81,6 +91,8 @@ pub struct RequestCtx {
     identity: Option<Arc<Verified>>,
     /// `Bearer <token>` when the client spelled the scheme differently.
     authorization: Option<String>,
+    /// `RateLimit-Policy` / `RateLimit` for the response, when the route has policies.
+    rate_limit: Option<ratelimit::Fields>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
     failure: Option<GatewayError>,
     _in_flight: InFlight,
@@ -103,12 +115,15 @@ impl ProxyHttp for Proxy {
             target: None,
             permit: None,
             attempts: 0,
+            retries_spent: 0,
+            stale_retry_used: false,
             tried: Vec::new(),
             retry_same_target: false,
             response_started: false,
             fell_back: false,
             identity: None,
             authorization: None,
+            rate_limit: None,
             failure: None,
             _in_flight: self.shared.enter(),
         }
@@ -117,8 +132,12 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
+        // Cheapest rejection first; rate limiting needs the route and the verified identity.
         let admitted = match admit(session, ctx) {
-            Ok(()) => authenticate(session, ctx).await,
+            Ok(()) => match authenticate(session, ctx).await {
+                Ok(()) => rate_limit(session, ctx).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match admitted {
@@ -168,6 +187,7 @@ impl ProxyHttp for Proxy {
             }
         };
         ctx.attempts += 1;
+        let same_target_ok = std::mem::take(&mut ctx.retry_same_target);
         if ctx.attempts > 1 {
             let failed_on = ctx.upstream.as_ref().unwrap_or(&primary);
             self.shared
@@ -175,17 +195,17 @@ impl ProxyHttp for Proxy {
                 .retries
                 .with_label_values(&[route.name.as_str(), failed_on.spec.name.as_str()])
                 .inc();
-            let wait = primary.spec.retries.backoff_for(ctx.attempts - 1);
+            // A broken pooled connection is retried at once; a failure waits its backoff.
+            let wait = match same_target_ok {
+                true => std::time::Duration::ZERO,
+                false => primary.spec.retries.backoff_for(ctx.retries_spent),
+            };
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
         }
         ctx.response_started = false;
-        let avoid: &[SocketAddr] = if std::mem::take(&mut ctx.retry_same_target) {
-            &[]
-        } else {
-            &ctx.tried
-        };
+        let avoid: &[SocketAddr] = if same_target_ok { &[] } else { &ctx.tried };
         let fallback = fallback_of(&route, &primary, &ctx.rt);
         let (up, pick) = match primary.pick(avoid) {
             Ok(pick) => (primary, pick),
@@ -289,7 +309,6 @@ impl ProxyHttp for Proxy {
             && !ctx.response_started
             && session.response_written().is_none();
         let retry = upstream_fault && replayable && self.may_retry(ctx, stale_connection);
-        ctx.retry_same_target = retry && stale_connection;
         e.set_retry(retry);
         e
     }
@@ -306,7 +325,7 @@ impl ProxyHttp for Proxy {
             req.set_raw_path(target.as_bytes())?;
         }
         set_forwarded_headers(session, req, ctx)?;
-        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         auth::identity::strip(req, &ctx.rt.identity_headers);
         if let Some(v) = &ctx.identity {
             for (name, value) in &v.headers {
@@ -325,7 +344,12 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+        if let Some(fields) = &ctx.rate_limit {
+            for (name, value) in fields.pairs() {
+                resp.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -403,19 +427,30 @@ impl ProxyHttp for Proxy {
 impl Proxy {
     /// Whether a failed attempt is tried again. The caller has already decided the request is
     /// safe to repeat (nothing sent, or an idempotent method with a replayable body and no
-    /// response yet). Then it is retried when attempts are left, there is somewhere to send it
-    /// (an untried, available target of the route's upstream or of its fallback; or the same
-    /// target when `same_target_ok`), and the upstream's retry budget allows it (checked last:
-    /// only retries that would happen spend it).
-    fn may_retry(&self, ctx: &RequestCtx, same_target_ok: bool) -> bool {
+    /// response yet).
+    ///
+    /// * `stale_connection`: the attempt broke on a reused pooled connection (the origin closed
+    ///   it while idle; pingora's `ReusedOnly` errors). The first such failure of a request is
+    ///   retried at once, on any target including the same one, without counting as a retry:
+    ///   it says nothing about the target. (If the target is really gone, that retry fails to
+    ///   connect and the counted retry below takes over.)
+    /// * Otherwise a counted retry happens when `retries.attempts` are left, there is somewhere
+    ///   to send it (an untried, available target of the route's upstream or of its fallback),
+    ///   and the upstream's retry budget allows it (checked last: only retries that would happen
+    ///   spend it).
+    fn may_retry(&self, ctx: &mut RequestCtx, stale_connection: bool) -> bool {
+        if stale_connection && !ctx.stale_retry_used {
+            ctx.stale_retry_used = true;
+            ctx.retry_same_target = true;
+            return true;
+        }
         let (Some(primary), Some(route)) = (&ctx.primary, &ctx.route) else {
             return false;
         };
-        if ctx.attempts > primary.spec.retries.attempts {
+        if ctx.retries_spent >= primary.spec.retries.attempts {
             return false;
         }
-        let somewhere = same_target_ok
-            || primary.has_candidate(&ctx.tried)
+        let somewhere = primary.has_candidate(&ctx.tried)
             || fallback_of(route, primary, &ctx.rt).is_some_and(|fb| fb.has_candidate(&ctx.tried));
         if !somewhere {
             return false;
@@ -428,6 +463,7 @@ impl Proxy {
                 .inc();
             return false;
         }
+        ctx.retries_spent += 1;
         true
     }
 }
@@ -500,6 +536,25 @@ async fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gat
     Ok(())
 }
 
+/// Rate limiting, after authentication (a policy may count by a claim).
+async fn rate_limit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let (Some(route), Some(limits)) = (ctx.route.as_ref(), ctx.rt.limits.as_ref()) else {
+        return Ok(());
+    };
+    if route.rate_limit.is_empty() {
+        return Ok(());
+    }
+    let inputs = ratelimit::KeyInputs {
+        client_ip: ctx.client_ip,
+        identity: ctx.identity.as_deref(),
+        headers: &session.req_header().headers,
+        route: &route.name,
+    };
+    let fields = limits.check(route, &inputs).await?;
+    ctx.rate_limit = fields;
+    Ok(())
+}
+
 /// pingora accepts `Content-Length` together with `Transfer-Encoding` (dropping the length, as
 /// RFC 9112 allows); we refuse it, because a proxy chain that disagrees on framing is how
 /// request smuggling starts. The check reads the raw header block only when TE is present.
@@ -562,7 +617,7 @@ fn set_forwarded_headers(
                 .map(|v| v.as_bytes()),
             trusted,
         );
-        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+        req.insert_header(XFF_WIRE, xff)?;
     }
     let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let incoming_proto = session
@@ -575,7 +630,7 @@ fn set_forwarded_headers(
         _ if is_tls => "https",
         _ => "http",
     };
-    req.insert_header(X_FORWARDED_PROTO.clone(), proto)?;
+    req.insert_header(XFP_WIRE, proto)?;
     let incoming_host = session.req_header().headers.get(&X_FORWARDED_HOST).cloned();
     let host = match incoming_host {
         Some(h) if peer_trusted => Some(h),
@@ -593,7 +648,7 @@ fn set_forwarded_headers(
             }),
     };
     match host {
-        Some(h) => req.insert_header(X_FORWARDED_HOST.clone(), h)?,
+        Some(h) => req.insert_header(XFH_WIRE, h)?,
         None => {
             req.remove_header(&X_FORWARDED_HOST);
         }

@@ -31,6 +31,10 @@ pub enum GatewayError {
     UpstreamBadResponse,
     Internal,
     Auth(AuthError),
+    /// 429: a rate-limit policy refused (its fields and `Retry-After` go with it).
+    RateLimited(crate::ratelimit::headers::Rejection),
+    /// 503: the rate-limit store is unreachable and `on_store_error: deny`.
+    RateLimitUnavailable,
     /// A status decided elsewhere (e.g. an `HTTPStatus` error from pingora).
     Status(u16),
 }
@@ -124,6 +128,21 @@ impl GatewayError {
                 "Service unavailable",
                 "Tokens cannot be checked right now.",
             ),
+            GatewayError::RateLimited(r) => Problem {
+                status: 429,
+                slug: "rate-limited",
+                title: "Too many requests",
+                detail: format!(
+                    "Rate limit \"{}\" exceeded; retry in {} s.",
+                    r.policy, r.retry_after_secs
+                ),
+            },
+            GatewayError::RateLimitUnavailable => p(
+                503,
+                "rate-limit-unavailable",
+                "Service unavailable",
+                "Rate limits cannot be checked right now.",
+            ),
             GatewayError::Status(code) => {
                 let title = http::StatusCode::from_u16(*code)
                     .ok()
@@ -190,6 +209,16 @@ impl GatewayError {
                     Cow::Owned(retry_after_secs(*retry_after).to_string()),
                 )]
             }
+            GatewayError::RateLimited(r) => {
+                let mut v = vec![("retry-after", Cow::Owned(r.retry_after_secs.to_string()))];
+                v.extend(
+                    r.fields
+                        .pairs()
+                        .map(|(k, field)| (k, Cow::Owned(field.to_string()))),
+                );
+                v
+            }
+            GatewayError::RateLimitUnavailable => vec![("retry-after", Cow::Borrowed("1"))],
             _ => Vec::new(),
         }
     }

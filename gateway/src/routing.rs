@@ -176,6 +176,7 @@ mod tests {
             rewrite: None,
             auth: Default::default(),
             fallback: None,
+            rate_limit: Vec::new(),
         })
     }
 

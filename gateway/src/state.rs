@@ -17,6 +17,7 @@ use crate::auth::Authenticator;
 use crate::auth::identity;
 use crate::config::{self, LoadError, Loaded};
 use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
 use crate::routing::RouteTable;
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
@@ -31,6 +32,8 @@ pub struct Runtime {
     pub auth: Option<Authenticator>,
     /// `claims_to_headers` names, normalised: stripped from every client request.
     pub identity_headers: Vec<String>,
+    /// The `rate_limits:` policies; unchanged ones keep their buckets across reloads.
+    pub limits: Option<Limiter>,
 }
 
 impl Runtime {
@@ -63,6 +66,15 @@ impl Runtime {
             )?),
             None => None,
         };
+        let limits = match &loaded.config.rate_limits {
+            Some(cfg) => Some(Limiter::new(
+                cfg,
+                &loaded.config.routes,
+                previous.and_then(|p| p.limits.as_ref()),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
         let identity_headers = loaded
             .config
             .auth
@@ -77,6 +89,7 @@ impl Runtime {
             routes: RouteTable::new(&loaded.config.routes),
             auth,
             identity_headers,
+            limits,
             loaded_at: SystemTime::now(),
             upstreams,
             cert,

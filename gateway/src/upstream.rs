@@ -1,15 +1,14 @@
-//! Upstreams at run time: resolved targets, a pingora load balancer, and the peer options
+//! Upstreams at run time: resolved targets with their breakers and health, target selection
+//! (round robin or random, skipping unavailable targets), and the peer options
 //! (timeouts, keep-alive) every connection to them uses. Also the weighted, sticky split.
 
-use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::health_check::HttpHealthCheck;
-use pingora_load_balancing::selection::{Random, RoundRobin};
-use pingora_load_balancing::{Backend, LoadBalancer};
 
 use crate::breaker::{Breaker, Outcome, Permit, State};
 use crate::config::model::{
@@ -21,13 +20,12 @@ use crate::retry_budget::RetryBudget;
 
 pub struct Upstream {
     pub spec: Arc<UpstreamSpec>,
-    balancer: Balancer,
+    /// Round-robin position (the next request starts at `next % targets.len()`).
+    next: AtomicUsize,
     /// In config order.
     pub targets: Vec<Arc<Target>>,
     /// Shared by every request to this upstream (and kept across reloads while unchanged).
     pub budget: Arc<RetryBudget>,
-    /// The active check, when the upstream has a `health_check:`.
-    pub health_probe: Option<Arc<HttpHealthCheck>>,
 }
 
 /// One target and what is known about it: its circuit breaker (passive signal) and its active
@@ -41,6 +39,8 @@ pub struct Target {
     /// Statuses recorded as breaker failures.
     failure_statuses: Option<StatusSet>,
     pub health: Health,
+    /// The active check (`Host: <target>` unless `health_check.host` says otherwise).
+    pub probe: Option<Arc<HttpHealthCheck>>,
     breaker_spec: Option<BreakerSpec>,
     health_spec: Option<HealthCheckSpec>,
 }
@@ -82,11 +82,6 @@ pub struct Unavailable {
 pub struct Pick {
     pub target: Arc<Target>,
     pub permit: Option<Permit>,
-}
-
-enum Balancer {
-    RoundRobin(LoadBalancer<RoundRobin>),
-    Random(LoadBalancer<Random>),
 }
 
 impl std::fmt::Debug for Upstream {
@@ -135,54 +130,43 @@ impl Upstream {
             };
             targets.push(target);
         }
-        let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
-        let err = |e: std::io::Error| format!("upstreams.{}: {e}", spec.name);
-        let balancer = match spec.load_balancing {
-            LoadBalancing::RoundRobin => {
-                Balancer::RoundRobin(LoadBalancer::try_from_iter(addrs).map_err(err)?)
-            }
-            LoadBalancing::Random => {
-                Balancer::Random(LoadBalancer::try_from_iter(addrs).map_err(err)?)
-            }
-        };
         let budget = match previous {
             Some(p) if p.budget.config() == &spec.retries.budget => p.budget.clone(),
             _ => Arc::new(RetryBudget::new(spec.retries.budget.clone())),
         };
-        let health_probe = spec
-            .health_check
-            .as_ref()
-            .map(|h| Arc::new(crate::health::probe(h)));
         Ok(Upstream {
             spec,
-            balancer,
+            next: AtomicUsize::new(0),
             targets,
             budget,
-            health_probe,
         })
     }
 
-    /// The next target, by the upstream's load-balancing algorithm, that is healthy, admitted by
+    /// The next target, by the upstream's load-balancing algorithm (round robin: the walk starts
+    /// one further on each request; random: at a random target), that is healthy, admitted by
     /// its breaker and not in `avoid` (targets this request already tried). An open breaker
-    /// costs nothing here: no connection is attempted.
+    /// costs nothing here: no connection is attempted. No allocation, no lock besides each
+    /// visited breaker's.
     pub fn pick(&self, avoid: &[SocketAddr]) -> Result<Pick, Unavailable> {
-        let chosen: RefCell<Option<Pick>> = RefCell::new(None);
-        let soonest: Cell<Option<Duration>> = Cell::new(None);
-        let note = |d: Duration| {
-            soonest.set(Some(soonest.get().map_or(d, |s| s.min(d))));
+        let n = self.targets.len();
+        // Where the walk over the targets starts; every target is visited at most once.
+        let start = match (n, self.spec.load_balancing) {
+            (0 | 1, _) => 0,
+            (_, LoadBalancing::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            (_, LoadBalancing::Random) => rand::random_range(0..n),
         };
-        let accept = |backend: &Backend, _ready: bool| {
-            let Some(target) = self.target_of(backend) else {
-                return false;
-            };
+        let mut soonest: Option<Duration> = None;
+        let mut note = |d: Duration| soonest = Some(soonest.map_or(d, |s| s.min(d)));
+        for i in 0..n {
+            let target = &self.targets[(start + i) % n];
             if avoid.contains(&target.addr) {
-                return false;
+                continue;
             }
             if !target.health.is_healthy() {
                 if let Some(h) = &self.spec.health_check {
                     note(h.interval);
                 }
-                return false;
+                continue;
             }
             let permit = match &target.breaker {
                 None => None,
@@ -190,28 +174,18 @@ impl Upstream {
                     Ok(p) => Some(p),
                     Err(rejected) => {
                         note(rejected.retry_after.unwrap_or(Duration::from_secs(1)));
-                        return false;
+                        continue;
                     }
                 },
             };
-            *chosen.borrow_mut() = Some(Pick {
+            return Ok(Pick {
                 target: target.clone(),
                 permit,
             });
-            true
-        };
-        // Every target is visited at least once (the iterators skip repeats).
-        let tries = self.targets.len().saturating_mul(4).max(1);
-        let found = match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select_with(b"", tries, accept),
-            Balancer::Random(lb) => lb.select_with(b"", tries, accept),
-        };
-        match (found, chosen.into_inner()) {
-            (Some(_), Some(pick)) => Ok(pick),
-            _ => Err(Unavailable {
-                retry_after: soonest.get().unwrap_or(Duration::from_secs(1)),
-            }),
         }
+        Err(Unavailable {
+            retry_after: soonest.unwrap_or(Duration::from_secs(1)),
+        })
     }
 
     /// Whether [`Upstream::pick`] would likely find a target outside `avoid` (for deciding to
@@ -220,11 +194,6 @@ impl Upstream {
         self.targets
             .iter()
             .any(|t| !avoid.contains(&t.addr) && t.looks_available())
-    }
-
-    fn target_of(&self, backend: &Backend) -> Option<&Arc<Target>> {
-        let addr = backend.addr.as_inet()?;
-        self.targets.iter().find(|t| t.addr == *addr)
     }
 
     /// A peer for `target` carrying this upstream's timeouts. pingora pools connections per
@@ -284,6 +253,10 @@ fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<M
             .as_ref()
             .map(|b| b.failure_statuses.clone()),
         health: Health::default(),
+        probe: spec
+            .health_check
+            .as_ref()
+            .map(|h| Arc::new(crate::health::probe(h, name))),
         breaker_spec: spec.circuit_breaker.clone(),
         health_spec: spec.health_check.clone(),
     }
@@ -311,6 +284,97 @@ pub fn pick_side<'a>(sides: &'a [SplitSide], key: Option<&[u8]>) -> &'a SplitSid
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breaker::BreakerConfig;
+    use crate::config::model::{RetryPolicy, Timeouts};
+
+    fn upstream(targets: &[&str], breaker: Option<BreakerConfig>) -> Upstream {
+        let spec = UpstreamSpec {
+            name: "u".into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            load_balancing: LoadBalancing::RoundRobin,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                response: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+            },
+            retries: RetryPolicy {
+                attempts: 1,
+                backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+                budget: Default::default(),
+            },
+            health_check: None,
+            circuit_breaker: breaker.map(|config| BreakerSpec {
+                config,
+                failure_statuses: StatusSet::server_errors(),
+            }),
+        };
+        Upstream::build(Arc::new(spec), None, &Arc::new(Metrics::new())).unwrap()
+    }
+
+    fn port(p: &Pick) -> u16 {
+        p.target.addr.port()
+    }
+
+    #[test]
+    fn round_robin_walks_the_targets_and_skips_tried_ones() {
+        let u = upstream(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], None);
+        let ports: Vec<u16> = (0..6).map(|_| port(&u.pick(&[]).unwrap())).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
+        let tried: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap()];
+        for _ in 0..4 {
+            assert_ne!(port(&u.pick(&tried).unwrap()), 1);
+        }
+        let all: Vec<SocketAddr> = u.targets.iter().map(|t| t.addr).collect();
+        assert!(u.pick(&all).is_err());
+        assert!(!u.has_candidate(&all));
+        assert!(u.has_candidate(&tried));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_is_skipped_and_sets_retry_after() {
+        let cfg = BreakerConfig {
+            min_requests: 1,
+            open_for: Duration::from_secs(7),
+            ..BreakerConfig::default()
+        };
+        let u = upstream(&["127.0.0.1:1", "127.0.0.1:2"], Some(cfg));
+        let first = u.pick(&[]).unwrap();
+        assert_eq!(port(&first), 1);
+        first.permit.unwrap().record(Outcome::Failure); // trips target 1
+        for _ in 0..4 {
+            let p = u.pick(&[]).unwrap();
+            assert_eq!(port(&p), 2, "the open target is never chosen");
+            p.permit.unwrap().record(Outcome::Success);
+        }
+        let two: Vec<SocketAddr> = vec!["127.0.0.1:2".parse().unwrap()];
+        let err = u.pick(&two).err().unwrap();
+        assert_eq!(err.retry_after, Duration::from_secs(7));
+        assert!(!u.has_candidate(&two));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(port(&u.pick(&two).unwrap()), 1, "half-open: a probe may go");
+    }
+
+    #[test]
+    fn an_unhealthy_target_is_skipped() {
+        let u = upstream(&["127.0.0.1:1", "127.0.0.1:2"], None);
+        let spec = HealthCheckSpec {
+            path: "/".into(),
+            host: None,
+            interval: Duration::from_secs(3),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+        };
+        let flipped =
+            u.targets[0]
+                .health
+                .observe(Err("down".into()), &spec, tokio::time::Instant::now());
+        assert_eq!(flipped, Some(false));
+        for _ in 0..4 {
+            assert_eq!(port(&u.pick(&[]).unwrap()), 2);
+        }
+    }
 
     fn sides() -> Vec<SplitSide> {
         vec![

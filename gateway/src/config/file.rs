@@ -22,6 +22,7 @@ pub struct Top {
     pub trusted_proxies: Option<serde_json::Value>,
     pub path_normalization: Option<serde_json::Value>,
     pub auth: Option<serde_json::Value>,
+    pub rate_limits: Option<serde_json::Value>,
     pub upstreams: Option<serde_json::Map<String, serde_json::Value>>,
     pub routes: Option<Vec<serde_json::Value>>,
 }
@@ -170,6 +171,9 @@ pub struct Route {
     /// The upstream that serves the route while every target of its own upstream is open or
     /// unhealthy.
     pub fallback: Option<String>,
+    /// Names of `rate_limits.policies`; every one must admit the request.
+    #[serde(default)]
+    pub rate_limit: Vec<String>,
 }
 
 /// `auth: none | optional | required | { roles: [...], scopes: [...] }`.
@@ -214,6 +218,53 @@ pub struct Auth {
     pub jwks_timeout: Option<Dur>,
     pub max_token_bytes: Option<usize>,
     pub token_cache_size: Option<usize>,
+}
+
+/// The `rate_limits:` block (see `docs/rate-limiting.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// `memory` (default): per process; `redis`: shared by every replica.
+    pub store: Option<RateLimitStore>,
+    pub redis_url: Option<String>,
+    /// Multiplexed Redis connections per process. Default 4.
+    pub redis_pool_size: Option<usize>,
+    /// Bound on one store call (and on a reconnect). Default 50ms.
+    pub store_timeout: Option<Dur>,
+    /// What a request meets while the store is unreachable. Default `local`.
+    pub on_store_error: Option<OnStoreError>,
+    /// `RateLimit-Policy` / `RateLimit` on admitted responses. Default true.
+    pub headers: Option<bool>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitStore {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Fall back to this process's in-memory limiter.
+    Local,
+    /// Admit.
+    Allow,
+    /// Refuse with 503.
+    Deny,
+}
+
+/// One named policy: `{ key: claim.sub, limit: 100, per: 1s, burst: 50 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    pub key: String,
+    pub limit: u32,
+    pub per: Dur,
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 
-pub use super::file::{EncodedSlashes, LoadBalancing};
+pub use super::file::{EncodedSlashes, LoadBalancing, OnStoreError};
 
 /// Defaults, documented in `docs/configuration.md`.
 pub mod defaults {
@@ -39,6 +39,8 @@ pub mod defaults {
     pub const UNHEALTHY_THRESHOLD: u32 = 3;
     /// Health checks more often than this would be load, not monitoring.
     pub const HEALTH_MIN_INTERVAL: Duration = Duration::from_millis(100);
+    pub const RATE_LIMIT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const REDIS_POOL_SIZE: usize = 4;
 }
 
 #[derive(Debug)]
@@ -50,6 +52,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub encoded_slashes: EncodedSlashes,
     pub auth: Option<AuthConfig>,
+    pub rate_limits: Option<RateLimits>,
     pub upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
     pub routes: Vec<Arc<RouteSpec>>,
@@ -197,6 +200,77 @@ pub struct RouteSpec {
     pub auth: RouteAuth,
     /// Serves the route while every target of the chosen upstream is open or unhealthy.
     pub fallback: Option<String>,
+    /// Policy names (all exist in `rate_limits.policies`), checked in this order.
+    pub rate_limit: Vec<String>,
+}
+
+/// The validated `rate_limits:` block.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub store: LimitStore,
+    pub on_store_error: OnStoreError,
+    pub store_timeout: Duration,
+    /// Send `RateLimit-Policy` / `RateLimit` on admitted responses too.
+    pub headers: bool,
+    pub policies: BTreeMap<String, Arc<LimitPolicy>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum LimitStore {
+    Memory,
+    Redis { url: String, pool_size: usize },
+}
+
+/// Never prints the URL: it may carry a password.
+impl std::fmt::Debug for LimitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitStore::Memory => write!(f, "Memory"),
+            LimitStore::Redis { pool_size, .. } => write!(f, "Redis {{ pool_size: {pool_size} }}"),
+        }
+    }
+}
+
+/// `limit` requests per `per`, with up to `burst` at once (GCRA: one request every
+/// `per / limit`, bucket depth `burst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitPolicy {
+    pub name: String,
+    pub key: LimitKey,
+    pub limit: u32,
+    pub per: Duration,
+    pub burst: u32,
+}
+
+impl LimitPolicy {
+    /// The emission interval: the time one request's worth of quota takes to come back.
+    pub fn interval(&self) -> Duration {
+        self.per / self.limit.max(1)
+    }
+}
+
+/// What a policy counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The client address, after `trusted_proxies`.
+    ClientIp,
+    /// A claim of the verified token.
+    Claim(String),
+    /// A request header's value.
+    Header(HeaderName),
+    /// One bucket per route.
+    Route,
+}
+
+impl std::fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitKey::ClientIp => write!(f, "client_ip"),
+            LimitKey::Claim(c) => write!(f, "claim.{c}"),
+            LimitKey::Header(h) => write!(f, "header.{h}"),
+            LimitKey::Route => write!(f, "route"),
+        }
+    }
 }
 
 /// What a route asks of the caller's token.

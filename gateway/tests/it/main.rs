@@ -9,6 +9,7 @@ mod cli;
 mod drain;
 mod errors;
 mod framing;
+mod ratelimit;
 mod reload;
 mod resilience;
 mod routing;

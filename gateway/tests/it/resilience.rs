@@ -157,6 +157,40 @@ routes:
 }
 
 #[tokio::test]
+async fn a_broken_pooled_connection_to_a_dead_origin_still_reaches_the_fallback() {
+    let extracted = Origin::start("extracted", Mode::Ok).await;
+    let monolith = Origin::start("monolith", Mode::Ok).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  extracted: {{ targets: [{e}] }}
+  monolith: {{ targets: [{m}] }}
+routes:
+  - name: r
+    match: {{ path_prefix: / }}
+    upstream: extracted
+    fallback: monolith
+",
+        e = extracted.addr(),
+        m = monolith.addr()
+    ))
+    .await;
+    let client = testkit::http_client();
+    let (status, by) = get_served_by(&client, &gw.url("/a")).await;
+    assert_eq!((status, by.as_str()), (200, "extracted"));
+    // The gateway now holds a pooled connection to `extracted`, which dies: the next request
+    // breaks on that connection (free retry on a fresh one), is refused (counted retry), and
+    // ends at the fallback.
+    extracted.die();
+    let (status, by) = get_served_by(&client, &gw.url("/b")).await;
+    assert_eq!((status, by.as_str()), (200, "monolith"));
+    assert_eq!(
+        extracted.requests(),
+        2,
+        "the second request reached the pooled connection"
+    );
+}
+
+#[tokio::test]
 async fn open_breaker_without_fallback_answers_503_with_retry_after_and_survives_a_reload() {
     let origin = Origin::start("payments", Mode::Status(500)).await;
     let body = format!(
@@ -419,4 +453,7 @@ async fn active_health_checks_take_a_target_out_of_rotation_and_bring_it_back() 
     );
     assert!(gw.metric(&checks).await.unwrap() >= 2.0);
     assert!(a.health_checks() >= 4);
+    let head = a.last_health_check();
+    assert!(head.contains(&format!("host: {}\r\n", a.addr())), "{head}");
+    assert!(head.contains("user-agent: gateway-health-check"), "{head}");
 }

@@ -302,6 +302,114 @@ pub fn kid_of(token: &str) -> String {
     v["kid"].as_str().unwrap().to_string()
 }
 
+/// A throwaway `redis-server` on an ephemeral port, no persistence, so a test can kill it
+/// mid-run and start it again on the same port (empty).
+pub struct Redis {
+    proc: Proc,
+    pub port: u16,
+    password: Option<String>,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        Self::start_with_password(None).await
+    }
+
+    /// With `requirepass` when `password` is given.
+    pub async fn start_with_password(password: Option<&str>) -> Redis {
+        let port = free_port();
+        let password = password.map(str::to_string);
+        Redis {
+            proc: Self::spawn(port, password.as_deref()).await,
+            port,
+            password,
+        }
+    }
+
+    async fn spawn(port: u16, password: Option<&str>) -> Proc {
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("redis-server not found: run scripts/setup.sh (installs the Debian package)");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(p) = password {
+            cmd.args(["--requirepass", p]);
+        }
+        let proc = Proc::spawn("redis-server", cmd);
+        let url = Self::url_for(port, password);
+        testkit::eventually("redis-server to answer PING", START, || {
+            let url = url.clone();
+            async move {
+                let client = redis::Client::open(url).ok()?;
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                let pong: String = redis::cmd("PING").query_async(&mut c).await.ok()?;
+                (pong == "PONG").then_some(())
+            }
+        })
+        .await;
+        proc
+    }
+
+    fn url_for(port: u16, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{port}/0"),
+            None => format!("redis://127.0.0.1:{port}/0"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        Self::url_for(self.port, self.password.as_deref())
+    }
+
+    /// Kills the server (SIGKILL): its data is gone.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Sends a signal (`STOP` freezes it: connections stay open, nothing answers).
+    pub fn signal(&self, sig: &str) {
+        self.proc.signal(sig);
+    }
+
+    /// Starts a fresh server on the same port.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(self.port, self.password.as_deref()).await;
+    }
+
+    /// The keys matching `pattern`.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+
+    /// The remaining TTL of `key` in milliseconds (-2: no such key, -1: no TTL).
+    pub async fn pttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
 /// How an [`Origin`] treats requests (other than `GET /healthz`, which follows `set_healthy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -327,6 +435,10 @@ struct OriginState {
     healthy: std::sync::atomic::AtomicBool,
     requests: std::sync::atomic::AtomicUsize,
     health_checks: std::sync::atomic::AtomicUsize,
+    /// Set by [`Origin::die`]: open connections read their next request and close.
+    dead: std::sync::atomic::AtomicBool,
+    /// The request head of the last health check.
+    last_health_check: std::sync::Mutex<String>,
 }
 
 impl Origin {
@@ -338,6 +450,8 @@ impl Origin {
             healthy: true.into(),
             requests: 0.into(),
             health_checks: 0.into(),
+            last_health_check: Default::default(),
+            dead: false.into(),
         });
         let (st, n) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
@@ -363,6 +477,21 @@ impl Origin {
         self.state
             .requests
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Dies like a killed process would, as seen from a pooled connection: the listener closes
+    /// (new connections are refused) and each open connection reads its next request, then
+    /// closes without answering.
+    pub fn die(&self) {
+        self.state
+            .dead
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.abort();
+    }
+
+    /// The last health check's request head, lower-cased.
+    pub fn last_health_check(&self) -> String {
+        self.state.last_health_check.lock().unwrap().clone()
     }
 
     pub fn health_checks(&self) -> usize {
@@ -411,8 +540,13 @@ async fn serve_origin_conn(
             }
         }
         buf.drain(..head_end + body_len);
+        if state.dead.load(SeqCst) {
+            state.requests.fetch_add(1, SeqCst);
+            return;
+        }
         let (status, body) = if head.starts_with("get /healthz ") {
             state.health_checks.fetch_add(1, SeqCst);
+            *state.last_health_check.lock().unwrap() = head.clone();
             match state.healthy.load(SeqCst) {
                 true => (200, "ok".to_string()),
                 false => (503, "unhealthy".to_string()),

@@ -1,0 +1,365 @@
+//! Validation of the `rate_limits:` block and of each route's `rate_limit: [...]` list.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::model::{
+    AuthConfig, LimitKey, LimitPolicy, LimitStore, OnStoreError, RateLimits, RouteAuth, RouteSpec,
+    defaults,
+};
+use super::yaml::join;
+use super::{Validator, duration, file, valid_name};
+
+/// The shortest emission interval (`per / limit`): the Redis script counts in microseconds.
+const MIN_INTERVAL: Duration = Duration::from_micros(1);
+
+/// Policy names as written, even when the block fails validation (so routes naming them are
+/// not also reported as unknown). `None`: no `rate_limits:` block at all.
+pub(super) fn declared_policies(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    let v = v?;
+    Some(
+        v.get("policies")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// `client_ip`, `route`, `claim.NAME`, `header.NAME`.
+pub fn parse_key(s: &str) -> Result<LimitKey, String> {
+    let bad =
+        || format!("invalid key \"{s}\": expected client_ip, route, claim.NAME or header.NAME");
+    match s {
+        "client_ip" => return Ok(LimitKey::ClientIp),
+        "route" => return Ok(LimitKey::Route),
+        _ => {}
+    }
+    let (kind, name) = s.split_once('.').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    match kind {
+        "claim" if name.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(LimitKey::Claim(name.to_string()))
+        }
+        "header" => HeaderName::from_bytes(name.as_bytes())
+            .map(LimitKey::Header)
+            .map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn rate_limits(
+        &mut self,
+        v: serde_json::Value,
+        auth: Option<&AuthConfig>,
+    ) -> Option<RateLimits> {
+        let r: file::RateLimits = self.decode(v, "rate_limits")?;
+        let before = self.errors.len();
+        let store = match (r.store.unwrap_or(file::RateLimitStore::Memory), r.redis_url) {
+            (file::RateLimitStore::Memory, _) => LimitStore::Memory,
+            (file::RateLimitStore::Redis, None) => {
+                self.err(
+                    "rate_limits.store",
+                    "store: redis needs `redis_url` (e.g. redis://127.0.0.1:6379/0)",
+                );
+                LimitStore::Memory
+            }
+            (file::RateLimitStore::Redis, Some(url)) => {
+                // The URL may hold a password: never echo it.
+                if redis::Client::open(url.as_str()).is_err() {
+                    self.err(
+                        "rate_limits.redis_url",
+                        "invalid Redis URL: expected redis://[user:password@]host:port[/db] or rediss://...",
+                    );
+                }
+                let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
+                if pool_size == 0 {
+                    self.err("rate_limits.redis_pool_size", "must be at least 1");
+                }
+                LimitStore::Redis { url, pool_size }
+            }
+        };
+        let store_timeout = duration::or(r.store_timeout, defaults::RATE_LIMIT_STORE_TIMEOUT);
+        if store_timeout.is_zero() {
+            self.err("rate_limits.store_timeout", "must be greater than 0");
+        }
+        let identity_headers: Vec<&HeaderName> = auth
+            .map(|a| a.claims_to_headers.iter().map(|(_, h)| h).collect())
+            .unwrap_or_default();
+        let mut policies = BTreeMap::new();
+        for (name, v) in r.policies {
+            let path = join("rate_limits.policies", &name);
+            if let Some(p) = self.policy(&name, v, &path, &identity_headers) {
+                policies.insert(name, Arc::new(p));
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(RateLimits {
+            store,
+            on_store_error: r.on_store_error.unwrap_or(OnStoreError::Local),
+            store_timeout,
+            headers: r.headers.unwrap_or(true),
+            policies,
+        })
+    }
+
+    fn policy(
+        &mut self,
+        name: &str,
+        v: serde_json::Value,
+        path: &str,
+        identity_headers: &[&HeaderName],
+    ) -> Option<LimitPolicy> {
+        if !valid_name(name) {
+            self.err(
+                path,
+                format!("invalid policy name \"{name}\": use letters, digits, '-' and '_'"),
+            );
+        }
+        let p: file::RateLimitPolicy = self.decode(v, path)?;
+        let before = self.errors.len();
+        let key = match parse_key(&p.key) {
+            Ok(LimitKey::Header(h)) if identity_headers.contains(&&h) => {
+                self.err(
+                    &join(path, "key"),
+                    format!(
+                        "\"{h}\" is an identity header (auth.claims_to_headers): the client sends it here, so count by the claim instead (claim.NAME)"
+                    ),
+                );
+                None
+            }
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.err(&join(path, "key"), e);
+                None
+            }
+        };
+        if p.limit == 0 {
+            self.err(
+                &join(path, "limit"),
+                "must be at least 1 (to refuse every request, remove the route)",
+            );
+        }
+        if p.per.0.is_zero() {
+            self.err(&join(path, "per"), "must be greater than 0");
+        } else if p.limit > 0 && p.per.0 / p.limit < MIN_INTERVAL {
+            self.err(
+                &join(path, "limit"),
+                "more than 1,000,000 requests per second per key cannot be counted",
+            );
+        }
+        if p.burst == Some(0) {
+            self.err(
+                &join(path, "burst"),
+                "must be at least 1 (leave it out to default to `limit`)",
+            );
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(LimitPolicy {
+            name: name.to_string(),
+            key: key?,
+            limit: p.limit,
+            per: p.per.0,
+            burst: p.burst.unwrap_or(p.limit),
+        })
+    }
+
+    /// Every route's `rate_limit` names a policy that exists, once, and whose key the route
+    /// can know.
+    pub(super) fn route_rate_limits(
+        &mut self,
+        routes: &[Arc<RouteSpec>],
+        limits: Option<&RateLimits>,
+        declared: Option<&[String]>,
+    ) {
+        for r in routes {
+            for (j, name) in r.rate_limit.iter().enumerate() {
+                let at = format!("routes[{}].rate_limit[{j}]", r.index);
+                if r.rate_limit[..j].contains(name) {
+                    self.err(&at, format!("policy \"{name}\" is listed twice"));
+                    continue;
+                }
+                let Some(declared) = declared else {
+                    self.err(
+                        &at,
+                        format!(
+                            "unknown policy \"{name}\": there is no top-level `rate_limits:` block"
+                        ),
+                    );
+                    continue;
+                };
+                if !declared.iter().any(|d| d == name) {
+                    self.err(
+                        &at,
+                        format!("unknown policy \"{name}\" (known: {})", declared.join(", ")),
+                    );
+                    continue;
+                }
+                let policy = limits.and_then(|l| l.policies.get(name));
+                if let Some(p) = policy
+                    && matches!(p.key, LimitKey::Claim(_))
+                    && r.auth == RouteAuth::None
+                {
+                    self.err(
+                        &at,
+                        format!(
+                            "policy \"{name}\" counts by {}, which is only known on routes that check tokens: set `auth: optional` or `auth: required`",
+                            p.key
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const BASE: &str = "upstreams:\n  a: { targets: [127.0.0.1:9] }\n";
+
+    fn errors(src: &str) -> String {
+        load_str("gw.yaml", src).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(parse_key("client_ip"), Ok(LimitKey::ClientIp));
+        assert_eq!(parse_key("route"), Ok(LimitKey::Route));
+        assert_eq!(parse_key("claim.sub"), Ok(LimitKey::Claim("sub".into())));
+        assert_eq!(
+            parse_key("header.X-Api-Key"),
+            Ok(LimitKey::Header(HeaderName::from_static("x-api-key")))
+        );
+        for bad in [
+            "ip",
+            "claim.",
+            "header.",
+            "header.bad header",
+            "cookie.a",
+            "",
+            "claim.a b",
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_valid_block_loads_with_defaults() {
+        let src = format!(
+            "{BASE}rate_limits:\n  policies:\n    per_ip: {{ key: client_ip, limit: 20, per: 1s }}\n    slow: {{ key: route, limit: 10, per: 1m, burst: 3 }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n    rate_limit: [per_ip, slow]\n"
+        );
+        let c = load_str("gw.yaml", &src).unwrap();
+        let rl = c.rate_limits.unwrap();
+        assert_eq!(rl.store, LimitStore::Memory);
+        assert_eq!(rl.on_store_error, OnStoreError::Local);
+        assert_eq!(rl.store_timeout, Duration::from_millis(50));
+        assert!(rl.headers);
+        let ip = &rl.policies["per_ip"];
+        assert_eq!((ip.limit, ip.burst), (20, 20));
+        assert_eq!(ip.interval(), Duration::from_millis(50));
+        assert_eq!(rl.policies["slow"].burst, 3);
+        assert_eq!(c.routes[0].rate_limit, vec!["per_ip", "slow"]);
+    }
+
+    #[test]
+    fn unknown_policy_on_a_route_points_at_the_name() {
+        let src = format!(
+            "{BASE}rate_limits:\n  policies:\n    per_ip: {{ key: client_ip, limit: 20, per: 1s }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n    rate_limit: [per_ip, per_usr]\n"
+        );
+        assert_eq!(
+            errors(&src),
+            "gw.yaml:10:26: routes[0].rate_limit[1]: unknown policy \"per_usr\" (known: per_ip)"
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_each_reported_at_their_line() {
+        let src = format!(
+            "{BASE}rate_limits:\n  policies:\n    a: {{ key: client_ip, limit: 0, per: 1s }}\n    b: {{ key: ip, limit: 5, per: 1s }}\n    c: {{ key: route, limit: 5, per: 1s, burst: 0 }}\n    d: {{ key: route, limit: 5, per: 0s }}\n    e: {{ key: route, limit: 5, per: 1s, brust: 2 }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n"
+        );
+        let e = errors(&src);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 5, "{e}");
+        assert!(
+            lines[0].starts_with("gw.yaml:5:33: rate_limits.policies.a.limit: must be at least 1"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("gw.yaml:6:15: rate_limits.policies.b.key: invalid key \"ip\""),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("gw.yaml:7:48: rate_limits.policies.c.burst: must be at least 1"),
+            "{e}"
+        );
+        assert_eq!(
+            lines[3],
+            "gw.yaml:8:37: rate_limits.policies.d.per: must be greater than 0"
+        );
+        assert!(
+            lines[4].starts_with("gw.yaml:9:41: rate_limits.policies.e.brust: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn redis_store_needs_a_url_and_never_echoes_it() {
+        let src = format!(
+            "{BASE}rate_limits:\n  store: redis\n  policies: {{}}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n"
+        );
+        assert_eq!(
+            errors(&src),
+            "gw.yaml:4:10: rate_limits.store: store: redis needs `redis_url` (e.g. redis://127.0.0.1:6379/0)"
+        );
+        let src = format!(
+            "{BASE}rate_limits:\n  store: redis\n  redis_url: \"http://user:s3cret@host\"\n  policies: {{}}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n"
+        );
+        let e = errors(&src);
+        assert!(
+            e.starts_with("gw.yaml:5:14: rate_limits.redis_url: invalid Redis URL"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn claim_keys_need_a_route_that_checks_tokens() {
+        let src = format!(
+            "{BASE}rate_limits:\n  policies:\n    per_user: {{ key: claim.sub, limit: 5, per: 1s }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n    rate_limit: [per_user, per_user]\n"
+        );
+        let e = errors(&src);
+        assert!(
+            e.contains("gw.yaml:10:18: routes[0].rate_limit[0]: policy \"per_user\" counts by claim.sub, which is only known on routes that check tokens"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "gw.yaml:10:28: routes[0].rate_limit[1]: policy \"per_user\" is listed twice"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_route_limit_without_the_block_is_an_error() {
+        let src = format!(
+            "{BASE}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n    rate_limit: [x]\n"
+        );
+        assert_eq!(
+            errors(&src),
+            "gw.yaml:7:18: routes[0].rate_limit[0]: unknown policy \"x\": there is no top-level `rate_limits:` block"
+        );
+    }
+}
