@@ -139,25 +139,50 @@ impl SettingsArgs {
     }
 }
 
-/// Runs the parsed command line: sets up JSON logs on stderr and a tokio runtime, runs the
-/// command, and maps errors to an exit code (1, or 2 for configuration errors).
+/// Runs the parsed command line: sets up JSON logs on stderr (and span export for `serve`
+/// when `otlp` is configured) and a tokio runtime, runs the command, and maps errors to an
+/// exit code (1, or 2 for configuration errors).
 pub fn main(cli: Cli) -> ExitCode {
-    let default_level = match cli.command {
-        Command::Serve => "info",
-        _ => "warn",
-    };
-    init_tracing(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
+            init_tracing("warn");
             eprintln!("error: {}", CliError::Runtime(e));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(async {
+        let serving = matches!(cli.command, Command::Serve);
+        // The config is read before logging starts: it says where spans go. A config error
+        // is still logged (to plain JSON logs) below.
+        let settings = cli.settings.load();
+        let otlp = match (&settings, serving) {
+            (Ok(s), true) => s.otlp.clone(),
+            _ => None,
+        };
+        let level = if serving { "info" } else { "warn" };
+        let telemetry = match service_kit::telemetry::init("auth-service", level, otlp.as_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("warning: {e}");
+                init_tracing(level);
+                None
+            }
+        };
+        let result = match settings {
+            Ok(settings) => run(cli.command, settings).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Some(t) = telemetry {
+            // Spans still queued go out before the process ends.
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "auth-service failed");
@@ -170,7 +195,7 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// JSON logs to stderr; `RUST_LOG` overrides the default level.
+/// JSON logs to stderr, without span export; `RUST_LOG` overrides the default level.
 pub fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -183,10 +208,9 @@ pub fn init_tracing(default_level: &str) {
         .try_init();
 }
 
-/// Runs one command.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = cli.settings.load()?;
-    match cli.command {
+/// Runs one command with loaded settings.
+pub async fn run(command: Command, settings: Settings) -> Result<(), CliError> {
+    match command {
         Command::Serve => crate::server::serve(settings).await?,
         Command::Keys(KeysCommand::Rotate) => {
             let db = Db::connect(&settings.database_url, 2).await?;

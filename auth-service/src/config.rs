@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use service_kit::telemetry::OtlpSettings;
 
 /// Path of the shipped config, used when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/auth-service.yaml";
@@ -35,6 +36,16 @@ pub struct RawConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub password_hash: Option<RawPasswordHash>,
     pub login_throttle: Option<RawThrottle>,
+    pub otlp: Option<RawOtlp>,
+}
+
+/// `otlp: { endpoint, protocol, sample_ratio }`: span export (off when absent).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    pub endpoint: String,
+    pub protocol: Option<String>,
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +198,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub password_hash: PasswordHashSettings,
     pub login_throttle: ThrottleSettings,
+    /// Span export; `None`: off. The `OTEL_EXPORTER_OTLP_*` environment variables override
+    /// the file.
+    pub otlp: Option<OtlpSettings>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
@@ -210,7 +224,12 @@ impl Settings {
             }
             None => RawConfig::default(),
         };
-        Settings::resolve(raw, overrides)
+        let mut settings = Settings::resolve(raw, overrides)?;
+        // The standard OpenTelemetry variables win over the file, like the AUTH_* ones.
+        if let Some(otlp) = OtlpSettings::from_env().map_err(|e| ConfigError::field("otlp", e))? {
+            settings.otlp = Some(otlp);
+        }
+        Ok(settings)
     }
 
     /// Merges overrides over the raw file and validates every field.
@@ -343,6 +362,18 @@ impl Settings {
             ));
         }
 
+        let otlp = match raw.otlp {
+            None => None,
+            Some(o) => Some(
+                OtlpSettings::new(
+                    &o.endpoint,
+                    o.protocol.as_deref().unwrap_or("grpc"),
+                    o.sample_ratio.unwrap_or(1.0),
+                )
+                .map_err(|e| ConfigError::field("otlp", e))?,
+            ),
+        };
+
         let t = raw.login_throttle.unwrap_or_default();
         let d = ThrottleSettings::default();
         let login_throttle = ThrottleSettings {
@@ -381,6 +412,7 @@ impl Settings {
             trusted_proxies,
             password_hash,
             login_throttle,
+            otlp,
         })
     }
 

@@ -64,12 +64,10 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone)]
 struct RouteLabel(String);
 
-/// A well-formed incoming request id: 1–128 characters of `[A-Za-z0-9._-]`.
+/// A well-formed incoming request id: the gateway's rule (1–128 characters of
+/// `[A-Za-z0-9._:+-]`), so an id the gateway kept is kept here too.
 pub fn valid_request_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    service_kit::http::is_well_formed_request_id(s)
 }
 
 async fn remember_route(req: Request, next: Next) -> Response {
@@ -95,7 +93,13 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .unwrap_or_else(crate::db::new_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().as_str().to_string();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method);
+    let span = service_kit::telemetry::request_span(
+        &method,
+        req.uri().path(),
+        None,
+        &request_id,
+        req.headers(),
+    );
 
     let mut resp = next.run(req).instrument(span.clone()).await;
 
@@ -103,6 +107,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .extensions()
         .get::<RouteLabel>()
         .map_or_else(|| "unmatched".to_string(), |r| r.0.clone());
+    if route != "unmatched" {
+        service_kit::telemetry::record_route(&span, &method, &route);
+    }
     if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
         resp = problem.with_request_id(&request_id, resp);
     }
@@ -118,6 +125,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     m.http_request_duration
         .with_label_values(&[route.as_str(), method.as_str()])
         .observe(elapsed.as_secs_f64());
+    service_kit::telemetry::record_status(&span, status);
     span.in_scope(|| {
         tracing::info!(
             route = %route,

@@ -287,6 +287,16 @@ def test_compose_trust_and_service_to_service_urls():
     assert env_of("monolith")["NOTIFICATIONS_URL"] == f"http://notifications:{API_PORT['notifications']}"
 
 
+def test_compose_services_export_traces_to_jaeger():
+    jaeger_grpc = "http://jaeger:4317"
+    assert GATEWAY_COMPOSE_CONFIG["observability"]["otlp"]["endpoint"] == jaeger_grpc
+    assert GATEWAY_COMPOSE_CONFIG["observability"]["otlp"]["protocol"] == "grpc"
+    for name in ("auth-service", "notifications", "payments"):
+        assert env_of(name)["OTEL_EXPORTER_OTLP_ENDPOINT"] == jaeger_grpc, name
+        assert env_of(name)["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc", name
+    assert "4317" in {str(p).split(":")[-1] for p in SERVICES["jaeger"]["ports"]}
+
+
 # --- Kubernetes ------------------------------------------------------------------------------
 
 

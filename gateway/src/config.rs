@@ -229,6 +229,11 @@ impl Validator<'_> {
             }
         }
 
+        let observability = match top.observability {
+            None => Some(Observability::default()),
+            Some(v) => self.observability(v),
+        };
+
         let mut routes = Vec::new();
         let mut seen_names: HashMap<String, Pos> = HashMap::new();
         let raw_routes = top.routes.unwrap_or_default();
@@ -270,7 +275,101 @@ impl Validator<'_> {
             rate_limits,
             upstreams,
             routes,
+            observability: observability?,
         })
+    }
+
+    fn observability(&mut self, v: serde_json::Value) -> Option<Observability> {
+        let o: file::Observability = self.decode(v, "observability")?;
+        let before = self.errors.len();
+        let service_name = o
+            .service_name
+            .unwrap_or_else(|| defaults::SERVICE_NAME.to_string());
+        if service_name.trim().is_empty() {
+            self.err("observability.service_name", "must not be empty");
+        }
+        let access_log = match o.access_log {
+            None | Some(file::AccessLog::Short(file::AccessLogShort::Off)) => None,
+            Some(file::AccessLog::Short(file::AccessLogShort::Json)) => Some(AccessLog {
+                output: AccessLogOutput::Stdout,
+                sample_successful: 1.0,
+                buffer: defaults::ACCESS_LOG_BUFFER,
+            }),
+            Some(file::AccessLog::Full(a)) => {
+                let output = match a.output.as_deref() {
+                    None | Some("stdout") => AccessLogOutput::Stdout,
+                    Some("stderr") => AccessLogOutput::Stderr,
+                    Some("") => {
+                        self.err(
+                            "observability.access_log.output",
+                            "must be stdout, stderr or a file path",
+                        );
+                        AccessLogOutput::Stdout
+                    }
+                    Some(path) => AccessLogOutput::File(PathBuf::from(path)),
+                };
+                let sample_successful = a.sample_successful.unwrap_or(1.0);
+                self.ratio(
+                    sample_successful,
+                    "observability.access_log.sample_successful",
+                );
+                let buffer = a.buffer.unwrap_or(defaults::ACCESS_LOG_BUFFER);
+                if buffer == 0 {
+                    self.err("observability.access_log.buffer", "must be at least 1");
+                }
+                Some(AccessLog {
+                    output,
+                    sample_successful,
+                    buffer,
+                })
+            }
+        };
+        let otlp = o.otlp.map(|t| {
+            match http::Uri::from_str(&t.endpoint) {
+                Ok(u)
+                    if u.scheme_str() == Some("http")
+                        && u.host().is_some()
+                        && u.port_u16().is_some() => {}
+                _ => self.err(
+                    "observability.otlp.endpoint",
+                    format!(
+                        "invalid endpoint \"{}\": expected http://host:port such as http://127.0.0.1:4317",
+                        t.endpoint
+                    ),
+                ),
+            }
+            let sample_ratio = t.sample_ratio.unwrap_or(1.0);
+            self.ratio(sample_ratio, "observability.otlp.sample_ratio");
+            let timeout = duration::or(t.timeout, defaults::OTLP_TIMEOUT);
+            if timeout.is_zero() {
+                self.err("observability.otlp.timeout", "must be greater than 0");
+            }
+            let queue_size = t.queue_size.unwrap_or(defaults::OTLP_QUEUE_SIZE);
+            if queue_size == 0 {
+                self.err("observability.otlp.queue_size", "must be at least 1");
+            }
+            Otlp {
+                endpoint: t.endpoint.trim_end_matches('/').to_string(),
+                protocol: t.protocol.unwrap_or(OtlpProtocol::Grpc),
+                sample_ratio,
+                timeout,
+                queue_size,
+            }
+        });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Observability {
+            service_name,
+            access_log,
+            otlp,
+        })
+    }
+
+    fn ratio(&mut self, r: f64, path: &str) {
+        if !(0.0..=1.0).contains(&r) {
+            self.err(path, format!("{r} is not a ratio: use 0.0 to 1.0"));
+        }
     }
 
     fn auth(&mut self, v: serde_json::Value) -> Option<AuthConfig> {

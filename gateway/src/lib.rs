@@ -22,21 +22,24 @@
 //! | [`reload`] | file watching (directory-level, debounced) and SIGHUP |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes` |
 //! | [`metrics`] | every metric, registered once |
+//! | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
 //! | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | [`explain`] | `gateway explain` |
 //! | [`server`] | wiring the pingora server together |
 //!
 //! ## The request path
 //! ```text
-//! request_filter ── request id ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
+//! request_filter ── request id ─ server span (traceparent) ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
 //!      │
-//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random)
+//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random) ─ client span per attempt
 //!      │
-//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ identity headers
+//! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ traceparent ─ identity headers
+//!      │
+//! upstream_response_filter ─ breaker outcome ─ upstream duration
 //!      │
 //! response_filter ─ X-Request-ID, RateLimit fields   fail_to_proxy ─ 502 / 504 / 503 problem+json
 //!      │
-//! logging ─ metrics
+//! logging ─ span end ─ access log ─ metrics
 //! ```
 
 pub mod admin;
@@ -47,6 +50,7 @@ pub mod explain;
 pub mod forwarding;
 pub mod health;
 pub mod metrics;
+pub mod observability;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;

@@ -3,8 +3,8 @@
 //! never raw paths or user ids.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::breaker::State;
@@ -50,6 +50,14 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `gateway_jwks_last_success_timestamp_seconds`
     pub jwks_last_success: Gauge,
+    /// `gateway_upstream_duration_seconds{route,upstream}`: per upstream attempt, from
+    /// choosing the target to the response headers.
+    pub upstream_duration: HistogramVec,
+    /// `gateway_trace_spans_dropped_total`: spans that did not reach the collector (export
+    /// queue full, or the export failed).
+    pub trace_spans_dropped: IntCounter,
+    /// `gateway_access_log_lines_dropped_total`: lines dropped because the writer was behind.
+    pub access_log_lines_dropped: IntCounter,
     /// `gateway_rate_limit_rejections_total{route,policy}`
     pub rate_limit_rejections: IntCounterVec,
     /// `gateway_rate_limit_store_errors_total{policy}`
@@ -149,6 +157,25 @@ impl Metrics {
             "Unix time of the last successful JWKS fetch.",
         )
         .expect("valid metric");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_duration_seconds",
+                "Time from choosing an upstream target to its response headers, per attempt, by route and upstream.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "upstream"],
+        )
+        .expect("valid metric");
+        let trace_spans_dropped = IntCounter::new(
+            "gateway_trace_spans_dropped_total",
+            "Spans not delivered to the OTLP collector (export queue full, or the export failed).",
+        )
+        .expect("valid metric");
+        let access_log_lines_dropped = IntCounter::new(
+            "gateway_access_log_lines_dropped_total",
+            "Access-log lines dropped because the writer was behind.",
+        )
+        .expect("valid metric");
         let rate_limit_rejections = counter(
             "gateway_rate_limit_rejections_total",
             "Requests refused with 429, by route and the policy that refused.",
@@ -221,6 +248,9 @@ impl Metrics {
             Box::new(jwks_refreshes.clone()),
             Box::new(jwks_keys.clone()),
             Box::new(jwks_last_success.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(trace_spans_dropped.clone()),
+            Box::new(access_log_lines_dropped.clone()),
             Box::new(rate_limit_rejections.clone()),
             Box::new(rate_limit_store_errors.clone()),
             Box::new(rate_limit_store_duration.clone()),
@@ -249,6 +279,9 @@ impl Metrics {
             jwks_refreshes,
             jwks_keys,
             jwks_last_success,
+            upstream_duration,
+            trace_spans_dropped,
+            access_log_lines_dropped,
             rate_limit_rejections,
             rate_limit_store_errors,
             rate_limit_store_duration,

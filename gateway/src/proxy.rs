@@ -7,11 +7,11 @@
 //! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
-//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise) |
+//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise); time to upstream headers (metric, client span) |
 //! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
-//! | `fail_to_connect` / `error_while_proxy` | record breaker failures; decide retries (see [`Proxy::may_retry`]) |
+//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see [`Proxy::may_retry`]) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
-//! | `logging` | metrics |
+//! | `logging` | metrics, access log, span end (via `observability`) |
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,6 +27,8 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::auth::verify::Verified;
 use crate::breaker::{Outcome, Permit};
 use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
+use crate::observability::access_log::Line;
+use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
@@ -43,6 +45,8 @@ const XFF_WIRE: &str = "X-Forwarded-For";
 const XFP_WIRE: &str = "X-Forwarded-Proto";
 const XFH_WIRE: &str = "X-Forwarded-Host";
 const REQUEST_ID_WIRE: &str = "X-Request-ID";
+const TRACEPARENT_WIRE: &str = observability::TRACEPARENT;
+const TRACESTATE_WIRE: &str = observability::TRACESTATE;
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -95,7 +99,21 @@ pub struct RequestCtx {
     rate_limit: Option<ratelimit::Fields>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
     failure: Option<GatewayError>,
+    /// The normalised path (no query) when it differs from the request's path.
+    path: Option<String>,
+    /// The server span and the current attempt's client span.
+    trace: RequestTrace,
     _in_flight: InFlight,
+}
+
+/// Adds an event to the request's server span (built only when the span is sampled). For
+/// decisions worth seeing in a trace: authentication, rate limits, breakers, fallbacks.
+pub fn span_event(
+    ctx: &RequestCtx,
+    name: &'static str,
+    attrs: impl FnOnce() -> Vec<opentelemetry::KeyValue>,
+) {
+    ctx.trace.event(name, attrs);
 }
 
 #[async_trait]
@@ -125,6 +143,8 @@ impl ProxyHttp for Proxy {
             authorization: None,
             rate_limit: None,
             failure: None,
+            path: None,
+            trace: RequestTrace::default(),
             _in_flight: self.shared.enter(),
         }
     }
@@ -132,6 +152,7 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
+        ctx.trace = start_trace(&self.shared.telemetry, session, ctx);
         // Cheapest rejection first; rate limiting needs the route and the verified identity.
         let admitted = match admit(session, ctx) {
             Ok(()) => match authenticate(session, ctx).await {
@@ -245,6 +266,11 @@ impl ProxyHttp for Proxy {
             }
         };
         let peer = up.peer(&pick.target);
+        ctx.trace.start_attempt(
+            &session.req_header().method,
+            &up.spec.name,
+            pick.target.addr,
+        );
         ctx.tried.push(pick.target.addr);
         ctx.target = Some(pick.target);
         ctx.permit = pick.permit;
@@ -264,6 +290,15 @@ impl ProxyHttp for Proxy {
             if let (Some(permit), Some(target)) = (ctx.permit.take(), &ctx.target) {
                 permit.record(target.outcome_of_status(status));
             }
+            if let Some(took) = ctx.trace.attempt_response(status) {
+                let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+                let upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str());
+                self.shared
+                    .metrics
+                    .upstream_duration
+                    .with_label_values(&[route, upstream.unwrap_or("")])
+                    .observe(took.as_secs_f64());
+            }
         }
         Ok(())
     }
@@ -275,6 +310,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
         if let Some(permit) = ctx.permit.take() {
             permit.record(Outcome::Failure);
         }
@@ -292,6 +328,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        ctx.trace.attempt_failed(e.etype().as_str());
         let mut e = e.more_context(format!("Peer: {peer}"));
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
         // pingora marks errors that a reused (possibly server-closed) pooled connection explains:
@@ -326,6 +363,7 @@ impl ProxyHttp for Proxy {
         }
         set_forwarded_headers(session, req, ctx)?;
         req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+        set_trace_headers(req, &ctx.trace)?;
         auth::identity::strip(req, &ctx.rt.identity_headers);
         if let Some(v) = &ctx.identity {
             for (name, value) in &v.headers {
@@ -394,13 +432,19 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // An attempt that never got an outcome (the client left) counts as nothing.
         drop(ctx.permit.take());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
+        if let Some(log) = self.shared.telemetry.access_log()
+            && log.wants(status)
+        {
+            log.write(&access_line(session, ctx, status));
+        }
         let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
         let upstream = ctx
             .upstream
@@ -421,6 +465,80 @@ impl ProxyHttp for Proxy {
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
         // `fail_to_proxy` logs failures with the request id and route.
         true
+    }
+}
+
+/// Starts the request's server span from the incoming `traceparent` and what the request says
+/// about itself.
+fn start_trace(
+    telemetry: &observability::Telemetry,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> RequestTrace {
+    let req = session.req_header();
+    let mut host_buf = String::new();
+    let facts = ServerFacts {
+        method: &req.method,
+        path: req.uri.path(),
+        host: routing::request_host(&req.uri, &req.headers, &mut host_buf),
+        client_ip: ctx.client_ip,
+        http_version: req.version,
+        user_agent: req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        request_id: &ctx.request_id,
+        scheme: if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            "https"
+        } else {
+            "http"
+        },
+    };
+    telemetry.server_span(&req.headers, &facts)
+}
+
+/// `traceparent` of the attempt's client span; `tracestate` only when the caller's trace was
+/// continued (a client's tracestate without a valid traceparent belongs to no trace).
+fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
+    match trace.traceparent() {
+        Some(tp) => req.insert_header(TRACEPARENT_WIRE, tp)?,
+        None => {
+            req.remove_header(TRACEPARENT_WIRE);
+        }
+    }
+    match trace.tracestate().filter(|_| trace.continued()) {
+        Some(ts) => req.insert_header(TRACESTATE_WIRE, ts)?,
+        None => {
+            req.remove_header(TRACESTATE_WIRE);
+        }
+    }
+    Ok(())
+}
+
+/// The access-log line of a finished request.
+fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Line<'a> {
+    let req = session.req_header();
+    let trace_id = ctx.trace.trace_id();
+    Line {
+        time: Line::time_now(),
+        request_id: &ctx.request_id,
+        trace_id,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        method: crate::metrics::method_label(&req.method),
+        route: ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
+        path: ctx.path.as_deref().unwrap_or(req.uri.path()),
+        status,
+        upstream: ctx
+            .upstream
+            .as_ref()
+            .map(|u| u.spec.name.as_str())
+            .unwrap_or(""),
+        target: ctx.target.as_ref().map(|t| t.addr.to_string()),
+        duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        bytes_sent: session.as_downstream().body_bytes_sent(),
+        bytes_received: session.as_downstream().body_bytes_read(),
+        attempts: ctx.attempts,
+        user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
 }
 
@@ -518,7 +636,12 @@ fn admit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     if target.as_bytes() != req.raw_path() {
         ctx.upstream_target = Some(target);
     }
+    ctx.trace.set_route(&req.method, &route);
     ctx.route = Some(route);
+    // Borrowed: the request's own path was already normal (the access log reads it there).
+    if let std::borrow::Cow::Owned(p) = normalised {
+        ctx.path = Some(p);
+    }
     Ok(())
 }
 
@@ -527,13 +650,26 @@ async fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gat
     let (Some(route), Some(auth)) = (ctx.route.as_ref(), ctx.rt.auth.as_ref()) else {
         return Ok(());
     };
-    let admitted = auth
-        .admit(&session.req_header().headers, &route.auth)
-        .await
-        .map_err(GatewayError::Auth)?;
+    let admitted = auth.admit(&session.req_header().headers, &route.auth).await;
+    trace_auth(&ctx.trace, &admitted);
+    let admitted = admitted.map_err(GatewayError::Auth)?;
     ctx.identity = admitted.identity;
     ctx.authorization = admitted.normalized_authorization;
     Ok(())
+}
+
+/// The authentication decision as a span event `auth` (`auth.result`: `allowed`, `anonymous`
+/// or `rejected`, with `auth.reason` for a rejection). The subject is not recorded on spans.
+fn trace_auth(trace: &RequestTrace, admitted: &Result<auth::Admitted, auth::AuthError>) {
+    use opentelemetry::KeyValue;
+    trace.event("auth", || match admitted {
+        Ok(a) if a.identity.is_some() => vec![KeyValue::new("auth.result", "allowed")],
+        Ok(_) => vec![KeyValue::new("auth.result", "anonymous")],
+        Err(e) => vec![
+            KeyValue::new("auth.result", "rejected"),
+            KeyValue::new("auth.reason", e.reason()),
+        ],
+    });
 }
 
 /// Rate limiting, after authentication (a policy may count by a claim).
@@ -550,7 +686,16 @@ async fn rate_limit(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gatew
         headers: &session.req_header().headers,
         route: &route.name,
     };
-    let fields = limits.check(route, &inputs).await?;
+    let checked = limits.check(route, &inputs).await;
+    if let Err(GatewayError::RateLimited(r)) = &checked {
+        ctx.trace.event("rate_limit", || {
+            vec![
+                opentelemetry::KeyValue::new("rate_limit.result", "rejected"),
+                opentelemetry::KeyValue::new("rate_limit.policy", r.policy.clone()),
+            ]
+        });
+    }
+    let fields = checked?;
     ctx.rate_limit = fields;
     Ok(())
 }

@@ -40,7 +40,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             check_free(what, addr)?;
         }
     }
-    let shared = Shared::new(config_path.to_path_buf(), runtime, metrics);
+    let shared = Shared::new(config_path.to_path_buf(), runtime, metrics)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let conf = ServerConf {
         threads: settings.threads,
@@ -93,6 +94,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     server.bootstrap();
     server.run(RunArgs::default());
+    shared.telemetry.flush();
     tracing::info!("gateway stopped");
     Ok(())
 }
@@ -135,6 +137,8 @@ fn spawn_drain_watcher(server: &Server, shared: Arc<Shared>, drain_timeout: Dura
                     } else {
                         tracing::warn!(in_flight = left, "drain timeout reached; exiting");
                     }
+                    // Queued spans and access-log lines go out before the process does.
+                    shared.telemetry.flush();
                     std::process::exit(0);
                 }
                 _ => {}

@@ -17,6 +17,7 @@ use crate::auth::Authenticator;
 use crate::auth::identity;
 use crate::config::{self, LoadError, Loaded};
 use crate::metrics::Metrics;
+use crate::observability::Telemetry;
 use crate::ratelimit::Limiter;
 use crate::routing::RouteTable;
 use crate::tls::CertResolver;
@@ -186,6 +187,9 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub config_path: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// Tracer and access-log writer, started from the first config (see `Telemetry::apply`
+    /// for what a reload changes).
+    pub telemetry: Telemetry,
     pub cert_resolver: Option<Arc<CertResolver>>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -200,21 +204,27 @@ pub enum Reloaded {
 }
 
 impl Shared {
-    pub fn new(config_path: PathBuf, runtime: Runtime, metrics: Arc<Metrics>) -> Arc<Shared> {
+    pub fn new(
+        config_path: PathBuf,
+        runtime: Runtime,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Shared>, String> {
+        let telemetry = Telemetry::start(&runtime.loaded.config.observability, &metrics)?;
         let cert_resolver = runtime.cert.clone().map(|c| Arc::new(CertResolver::new(c)));
         metrics.last_reload_successful.set(1);
         metrics
             .last_reload_success_time
             .set(unix_seconds(runtime.loaded_at));
-        Arc::new(Shared {
+        Ok(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             config_path,
             metrics,
+            telemetry,
             cert_resolver,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             last_reload_error: Mutex::new(None),
-        })
+        }))
     }
 
     /// The active runtime (an `Arc` the caller may keep for the whole request).
@@ -237,6 +247,7 @@ impl Shared {
                     "changed in the file; takes effect after a restart"
                 );
             }
+            self.telemetry.apply(&rt.loaded.config.observability);
             if let (Some(resolver), Some(cert)) = (&self.cert_resolver, &rt.cert) {
                 resolver.set(cert.clone());
             }
@@ -346,6 +357,24 @@ fn restart_only_changes(
     }
     if old.server.drain_timeout != new.server.drain_timeout {
         out.push("server.drain_timeout");
+    }
+    let (o, n) = (&old.observability, &new.observability);
+    if o.service_name != n.service_name {
+        out.push("observability.service_name");
+    }
+    let pipeline = |c: &config::model::Observability| {
+        c.otlp
+            .as_ref()
+            .map(|t| (t.endpoint.clone(), t.protocol, t.timeout, t.queue_size))
+    };
+    if pipeline(o) != pipeline(n) {
+        out.push("observability.otlp (endpoint, protocol, timeout, queue_size, on/off)");
+    }
+    let writer = |c: &config::model::Observability| {
+        c.access_log.as_ref().map(|a| (a.output.clone(), a.buffer))
+    };
+    if writer(o) != writer(n) {
+        out.push("observability.access_log (output, buffer, on/off)");
     }
     out
 }

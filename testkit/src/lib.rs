@@ -9,7 +9,10 @@
 //! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
 //! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
 //! - [`workspace_root`]: to find `config/` and the Python venv;
-//! - [`pem`]: DER key material as PEM text (test and bench keys made with aws-lc-rs).
+//! - [`pem`]: DER key material as PEM text (test and bench keys made with aws-lc-rs);
+//! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary.
+
+pub mod otlp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -266,12 +266,15 @@ def test_notifications_down_falls_back_to_the_monolith_and_returns_when_restarte
         assert notifications_target(stack)["target"].endswith(f":{stack.ports['notifications']}")
 
         # Restarted on its port (by the test, as an operator would): traffic returns.
+        # Its log goes on in the stack's log file, as a restart by the script would.
+        log = open(stack.state / "logs" / "notifications.log", "a")
         restarted = subprocess.Popen(
             [str(BIN / "notifications"), "--listen", f"127.0.0.1:{stack.ports['notifications']}"],
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
+        log.close()
         stack.extra_pids.append(restarted.pid)
         wait_for(
             "traffic to return to the notifications service",
@@ -316,3 +319,41 @@ def test_a_taken_port_stops_the_script_with_its_name(tmp_path):
     assert f"port {port} (for payments) is already in use" in r.stderr
     assert "STACK_PAYMENTS_PORT" in r.stderr
     assert not any((tmp_path / "pids").glob("*.pid")), "nothing was started"
+
+
+def test_a_request_id_is_in_the_log_of_every_service_it_crossed(stack):
+    email = f"trace-{uuid.uuid4().hex[:8]}@example.com"
+    register_and_login(stack, email)
+    login_id = f"e2e-login-{uuid.uuid4().hex}"
+    r = requests.post(
+        stack.url("/api/auth/login"),
+        headers={"x-request-id": login_id},
+        json={"email": email, "password": "correct horse battery staple"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == login_id
+    token = r.json()["access_token"]
+
+    order_id = f"e2e-order-{uuid.uuid4().hex}"
+    r = requests.post(
+        stack.url("/api/orders/"),
+        headers={**bearer(token), "x-request-id": order_id},
+        json={"items": [{"sku": "PEN", "quantity": 1, "unit_price": "1.00"}]},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["x-request-id"] == order_id
+
+    # gateway → auth-service; gateway → monolith → (order_placed signal) → notifications.
+    for rid, services in [
+        (login_id, ["gateway", "auth-service"]),
+        (order_id, ["gateway", "monolith", "notifications"]),
+    ]:
+        for service in services:
+            wait_for(
+                f"request id {rid} in {service}.log",
+                lambda: rid in stack.log(service),
+                timeout=10,
+            )
+    assert login_id not in stack.log("monolith"), "the login never reached the monolith"

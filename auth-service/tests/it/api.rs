@@ -253,7 +253,10 @@ async fn login_failures_are_indistinguishable(b: Backend) {
     );
     assert_eq!(a.header("www-authenticate"), b2.header("www-authenticate"));
 
-    // Median of interleaved timings: the unknown email still pays for an argon2 verification.
+    // Median of interleaved timings: the unknown email still pays for an argon2 verification
+    // (without the dummy hash it would answer ~100x faster). A wide band: the CI machine is shared
+    // and noisy, and a real leak is an order of magnitude. (Five pairs: the login throttle's free
+    // failures per account.)
     async fn timed(t: &TestApp, body: &Value) -> Duration {
         let start = Instant::now();
         let r = t.post("/api/auth/login", body.clone()).await;
@@ -270,7 +273,7 @@ async fn login_failures_are_indistinguishable(b: Backend) {
     let (wrong, unknown) = (wrong[2], unknown[2]);
     let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.33..3.0).contains(&ratio),
         "wrong password {wrong:?} vs unknown email {unknown:?}"
     );
     assert_eq!(

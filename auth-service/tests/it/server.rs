@@ -482,3 +482,44 @@ async fn invalid_config_exits_2_naming_the_field() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("acess_ttl"), "{err}");
 }
+
+/// The service continues the caller's W3C trace: with `OTEL_EXPORTER_OTLP_ENDPOINT` set (over
+/// the file's lack of an `otlp:` block), its server span reaches a real OTLP receiver as a
+/// child of the caller's span, and its log lines carry the request id and the trace id.
+#[tokio::test]
+async fn serve_continues_the_callers_trace_and_logs_the_request_id() {
+    bounded(async {
+        let receiver = testkit::otlp::OtlpReceiver::start().await;
+        let db = TestDb::new(Backend::Sqlite).await;
+        let config = write_config(&db, "");
+        let port = testkit::free_port();
+        let mut cmd = std::process::Command::new(crate::support::BIN);
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env_remove("RUST_LOG");
+        let proc = testkit::Proc::spawn("auth-service", cmd);
+        let base = format!("http://127.0.0.1:{port}");
+        testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(30)).await;
+        let resp = testkit::http_client()
+            .post(format!("{base}/api/auth/register"))
+            .header("x-request-id", "rid-auth-trace:1")
+            .header("traceparent", testkit::otlp::CALLER_TRACEPARENT)
+            .json(&json!({"email": "traced@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(resp.headers()["x-request-id"], "rid-auth-trace:1");
+        testkit::otlp::assert_continued_caller_trace(
+            &receiver,
+            &proc,
+            "auth-service",
+            "rid-auth-trace:1",
+        )
+        .await;
+    })
+    .await;
+}

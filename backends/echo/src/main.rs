@@ -9,7 +9,10 @@
 //! | `x-echo-body-bytes: 1048576` | `echo_body_bytes=1048576` | stream that many bytes instead of JSON |
 //!
 //! Request bodies are read as a stream and counted, never buffered, so uploads of any size pass.
-//! `GET /healthz` answers 200. Try it:
+//! `GET /healthz` answers 200. With `--log`, every other request is logged to stderr as one JSON
+//! line with its `X-Request-ID` and the trace it continues (`trace_id` and `parent_span_id` from a
+//! well-formed W3C `traceparent`), so a test can follow a request id and a trace through the
+//! gateway to this origin. Try it:
 //!
 //! ```text
 //! cargo run -p echo -- --listen 127.0.0.1:9000 --name a &
@@ -39,6 +42,9 @@ struct Args {
     /// Name reported in every answer (`server`), to tell origins apart.
     #[arg(long, default_value = "echo")]
     name: String,
+    /// Log each request (request id, trace) as a JSON line on stderr.
+    #[arg(long)]
+    log: bool,
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -55,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let name: &'static str = Box::leak(args.name.into_boxed_str());
+    let log = args.log;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -65,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, name, peer));
+            let svc = service_fn(move |req| handle(req, name, peer, log));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -89,6 +96,7 @@ async fn handle(
     req: Request<Incoming>,
     name: &'static str,
     peer: SocketAddr,
+    log: bool,
 ) -> Result<Response<Body>, Infallible> {
     if req.uri().path() == "/healthz" {
         return Ok(json(
@@ -99,6 +107,9 @@ async fn handle(
     let status = knob::<u16>(&req, "x-echo-status", "echo_status")
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    if log {
+        log_request(&req, name, status);
+    }
     let delay = knob::<u64>(&req, "x-echo-delay-ms", "echo_delay_ms");
     let body_bytes = knob::<u64>(&req, "x-echo-body-bytes", "echo_body_bytes");
 
@@ -160,6 +171,37 @@ async fn handle(
             "peer": peer.to_string(),
         }),
     ))
+}
+
+/// One JSON line on stderr: the request id and the trace this request continues.
+fn log_request(req: &Request<Incoming>, name: &str, status: StatusCode) {
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let (trace_id, parent) = header("traceparent")
+        .and_then(trace_ids)
+        .map_or((None, None), |(t, p)| (Some(t), Some(p)));
+    eprintln!(
+        "{}",
+        serde_json::json!({
+            "message": "request",
+            "server": name,
+            "request_id": header("x-request-id"),
+            "trace_id": trace_id,
+            "parent_span_id": parent,
+            "method": req.method().as_str(),
+            "path": req.uri().path(),
+            "status": status.as_u16(),
+        })
+    );
+}
+
+/// Trace id and parent span id of a well-formed `00-<32 hex>-<16 hex>-<2 hex>` traceparent.
+fn trace_ids(tp: &str) -> Option<(&str, &str)> {
+    let mut parts = tp.trim().split('-');
+    let (v, t, p, f) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    (hex(v, 2) && hex(t, 32) && hex(p, 16) && hex(f, 2) && parts.next().is_none()).then_some((t, p))
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {

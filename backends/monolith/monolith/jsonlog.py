@@ -1,20 +1,21 @@
-"""JSON log lines: one object per line, with the request id of the request being served.
+"""JSON log lines: one object per line, with the request id (and the W3C trace id, when the
+caller sent a `traceparent`) of the request being served.
 
 `{"ts": "2025-01-01T12:00:00.123Z", "level": "INFO", "logger": "orders.services",
-"message": "order placed", "request_id": "abc", "order_id": 7}` — fields passed with
-`extra={...}` are included as they are.
+"message": "order placed", "request_id": "abc", "trace_id": "4bf9…", "order_id": 7}` — fields
+passed with `extra={...}` are included as they are.
 """
 
 import json
 import logging
 from datetime import UTC, datetime
 
-from .request_context import current_request_id
+from .request_context import current_request_id, current_trace_id
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
+    | {"message", "asctime", "request_id", "trace_id", "taskName"}
 )
 
 
@@ -37,6 +38,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or current_request_id(),
         }
+        trace_id = getattr(record, "trace_id", None) or current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

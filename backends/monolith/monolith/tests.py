@@ -61,7 +61,8 @@ class HealthAndHeadersTests(TestCase):
 
 
 class JsonLogTests(TestCase):
-    def test_log_lines_are_json_and_carry_the_request_id(self):
+    def place_order_capturing_logs(self, **headers):
+        """Places an order; returns the response and the JSON lines `orders.services` logged."""
         stream = io.StringIO()
         handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonFormatter())
@@ -73,18 +74,33 @@ class JsonLogTests(TestCase):
                 "/api/orders/",
                 {"items": [{"sku": "A", "quantity": 1, "unit_price": "2.00"}]},
                 content_type="application/json",
-                HTTP_X_REQUEST_ID="rid-logged-1",
+                **headers,
                 **gateway_headers(ALICE),
             )
         finally:
             target.removeHandler(handler)
+        return response, [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def test_log_lines_are_json_and_carry_the_request_id(self):
+        response, lines = self.place_order_capturing_logs(HTTP_X_REQUEST_ID="rid-logged-1")
         self.assertEqual(response.status_code, 201)
-        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
         placed = [line for line in lines if line["message"] == "order placed"]
         self.assertEqual(len(placed), 1, lines)
         self.assertEqual(placed[0]["request_id"], "rid-logged-1")
         self.assertEqual(placed[0]["order_id"], response.json()["id"])
         self.assertEqual(placed[0]["level"], "INFO")
+        self.assertNotIn("trace_id", placed[0], "no traceparent, no trace id")
+
+    def test_log_lines_carry_the_callers_trace_id(self):
+        response, lines = self.place_order_capturing_logs(
+            HTTP_X_REQUEST_ID="rid:logged+2",
+            HTTP_TRACEPARENT="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        self.assertEqual(response.status_code, 201)
+        self.assertEqual(response["X-Request-ID"], "rid:logged+2", "the gateway's id rule")
+        placed = [line for line in lines if line["message"] == "order placed"]
+        self.assertEqual(placed[0]["request_id"], "rid:logged+2")
+        self.assertEqual(placed[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736")
 
 
 class GatewayIdentityTests(TestCase):

@@ -1,6 +1,7 @@
 """HTTP client of the notifications service (backends/notifications).
 
-`POST {NOTIFICATIONS_URL}/api/notifications/` with the current request's `X-Request-ID`, a
+`POST {NOTIFICATIONS_URL}/api/notifications/` with the current request's `X-Request-ID` and
+`traceparent` (so the service's span joins the caller's trace), a
 per-attempt timeout (`NOTIFICATIONS_TIMEOUT`, 2 s) and `NOTIFICATIONS_ATTEMPTS` attempts (2: one
 retry). Retried: connection errors, timeouts and 5xx answers. Not retried: other answers (a 4xx
 means the request itself is wrong; sending it again cannot help).
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
-from monolith.request_context import REQUEST_ID_HEADER, current_request_id, new_request_id
+from monolith.request_context import (
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    current_request_id,
+    current_traceparent,
+    new_request_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ def send(*, user_id: str, kind: str, message: str) -> Delivered:
         "X-User-Roles": "service",
         "User-Agent": "monolith/1.0",
     }
+    traceparent = current_traceparent()
+    if traceparent:
+        headers[TRACEPARENT_HEADER] = traceparent
     body = {"user_id": user_id, "kind": kind, "message": message}
     attempts = settings.NOTIFICATIONS_ATTEMPTS
     last_error = "no attempt made"

@@ -62,7 +62,7 @@ ORDER = {"items": [{"sku": "A", "quantity": 1, "unit_price": "9.99"}]}
 class OrderPlacedNotifiesTheServiceTests(TestCase):
     """The order_placed receiver calls the notifications service over real HTTP."""
 
-    def place_order(self, request_id="rid-order-1"):
+    def place_order(self, request_id="rid-order-1", **extra):
         with self.captureOnCommitCallbacks(execute=True):
             return self.client.post(
                 "/api/orders/",
@@ -70,7 +70,20 @@ class OrderPlacedNotifiesTheServiceTests(TestCase):
                 content_type="application/json",
                 HTTP_X_REQUEST_ID=request_id,
                 **gateway_headers(ALICE),
+                **extra,
             )
+
+    def test_the_callers_trace_is_passed_on_and_a_bad_one_is_not(self):
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        with LocalHTTPServer(lambda request, n: json_response(201, {"id": 1})) as server:
+            with self.settings(NOTIFICATIONS_URL=server.url):
+                self.place_order("rid-trace:1", HTTP_TRACEPARENT=traceparent)
+                self.place_order("rid-trace:2", HTTP_TRACEPARENT="00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+        first, second = server.requests
+        self.assertEqual(first.headers["traceparent"], traceparent)
+        self.assertEqual(first.headers["x-request-id"], "rid-trace:1")
+        self.assertNotIn("traceparent", second.headers)
+        self.assertEqual(second.headers["x-request-id"], "rid-trace:2")
 
     def test_the_service_receives_the_notification_with_the_request_id(self):
         with LocalHTTPServer(lambda request, n: json_response(201, {"id": 42})) as server:

@@ -512,3 +512,33 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
         proc.stderr()
     );
 }
+
+/// The binary continues the caller's W3C trace: its server span (exported over OTLP/gRPC to a
+/// real receiver) is a child of the caller's span, and its log lines carry the request id and
+/// the trace id.
+#[tokio::test]
+async fn the_binary_continues_the_callers_trace_and_logs_the_request_id() {
+    let receiver = testkit::otlp::OtlpReceiver::start().await;
+    let port = testkit::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notifications"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL");
+    let proc = testkit::Proc::spawn("notifications", cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let created = testkit::http_client()
+        .post(format!("{base}/api/notifications/"))
+        .header("x-user-id", "service:monolith")
+        .header("x-user-roles", "service")
+        .header("x-request-id", "rid-trace-1")
+        .header("traceparent", testkit::otlp::CALLER_TRACEPARENT)
+        .json(&json!({"user_id": ALICE, "kind": "order_placed", "message": "traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    testkit::otlp::assert_continued_caller_trace(&receiver, &proc, "notifications", "rid-trace-1")
+        .await;
+}

@@ -28,10 +28,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    service_kit::serve::init_json_logs();
+    let otlp = service_kit::telemetry::OtlpSettings::from_env().map_err(anyhow::Error::msg)?;
+    let telemetry = service_kit::telemetry::init(payments::SERVICE, "info", otlp.as_ref())
+        .map_err(anyhow::Error::msg)?;
     let trusted = TrustedPeers::parse(&args.trusted_gateways)
         .map_err(|e| anyhow::anyhow!("--trusted-gateways / TRUSTED_GATEWAYS: {e}"))?;
     tracing::info!(trusted = ?trusted.nets(), capacity = args.capacity, "starting");
     let state = AppState::new(args.capacity, trusted).context("registering metrics")?;
-    service_kit::serve::serve(payments::SERVICE, args.listen, payments::app(state)).await
+    let served =
+        service_kit::serve::serve(payments::SERVICE, args.listen, payments::app(state)).await;
+    // Spans still queued go out before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served
 }

@@ -262,3 +262,28 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
         proc.stderr()
     );
 }
+
+/// The binary continues the caller's W3C trace (exported over OTLP/HTTP to a real receiver)
+/// and its log lines carry the request id and the trace id.
+#[tokio::test]
+async fn the_binary_continues_the_callers_trace_and_logs_the_request_id() {
+    let receiver = testkit::otlp::OtlpReceiver::start().await;
+    let port = testkit::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payments"));
+    cmd.env("PAYMENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    let proc = testkit::Proc::spawn("payments", cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let resp = testkit::http_client()
+        .get(format!("{base}/healthz"))
+        .header("x-request-id", "rid-trace-2")
+        .header("traceparent", testkit::otlp::CALLER_TRACEPARENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    testkit::otlp::assert_continued_caller_trace(&receiver, &proc, "payments", "rid-trace-2").await;
+}

@@ -36,7 +36,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
-/// A well-formed incoming id (1-128 characters of `[A-Za-z0-9._-]`, the gateway's rule) is
+/// A well-formed incoming id (1-128 characters of `[A-Za-z0-9._:+-]`, the gateway's rule) is
 /// kept; anything else is replaced by a new random one.
 pub fn request_id_from(headers: &HeaderMap) -> RequestId {
     let incoming = headers
@@ -51,7 +51,7 @@ pub fn is_well_formed_request_id(value: &str) -> bool {
         && value.len() <= MAX_REQUEST_ID_LEN
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'+'))
 }
 
 fn new_request_id() -> String {
@@ -75,8 +75,13 @@ pub async fn request_context(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let span =
-        tracing::info_span!("request", request_id = %request_id.0, method = %method, path = %path);
+    let span = crate::telemetry::request_span(
+        method.as_str(),
+        &path,
+        Some(&route),
+        &request_id.0,
+        req.headers(),
+    );
 
     let mut resp = next.run(req).instrument(span.clone()).await;
 
@@ -95,6 +100,7 @@ pub async fn request_context(
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     metrics.record(&route, method.as_str(), status, elapsed);
+    crate::telemetry::record_status(&span, status);
     span.in_scope(|| {
         tracing::info!(
             request_id = %request_id.0,

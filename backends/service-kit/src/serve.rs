@@ -1,4 +1,4 @@
-//! Running a service: JSON logs on stderr, the listener, the one-line ready message on stdout
+//! Running a service: the listener, the one-line ready message on stdout
 //! (`<service> listening on http://ADDR`, which scripts and tests wait for), and a graceful stop
 //! on SIGINT / SIGTERM.
 
@@ -7,20 +7,6 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-
-/// JSON log lines on stderr; `RUST_LOG` overrides the level (default `info`).
-pub fn init_json_logs() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-}
 
 /// Binds `listen`, prints the ready line and serves `app` until SIGINT or SIGTERM.
 pub async fn serve(service: &str, listen: SocketAddr, app: axum::Router) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ pub struct Top {
     pub rate_limits: Option<serde_json::Value>,
     pub upstreams: Option<serde_json::Map<String, serde_json::Value>>,
     pub routes: Option<Vec<serde_json::Value>>,
+    pub observability: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +284,95 @@ pub struct Match {
 pub struct SplitSide {
     pub upstream: String,
     pub weight: u32,
+}
+
+/// The `observability:` block (see `docs/observability.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observability {
+    /// `service.name` of exported spans. Default `gateway`.
+    pub service_name: Option<String>,
+    pub access_log: Option<AccessLog>,
+    pub otlp: Option<Otlp>,
+}
+
+/// `access_log: json | off`, or the full mapping.
+#[derive(Debug)]
+pub enum AccessLog {
+    Short(AccessLogShort),
+    Full(AccessLogFull),
+}
+
+impl<'de> Deserialize<'de> for AccessLog {
+    /// By hand, for a message that says what is accepted (an untagged enum only says that
+    /// nothing matched).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => match s.as_str() {
+                "json" => Ok(AccessLog::Short(AccessLogShort::Json)),
+                "off" => Ok(AccessLog::Short(AccessLogShort::Off)),
+                other => Err(D::Error::custom(format!(
+                    "unknown access log \"{other}\": use json, off or a mapping {{ format, output, sample_successful, buffer }}"
+                ))),
+            },
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(AccessLog::Full)
+                .map_err(|e| D::Error::custom(e.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected json, off or a mapping {{ format, output, sample_successful, buffer }}, found {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogShort {
+    Json,
+    Off,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFull {
+    /// Only `json` today.
+    pub format: Option<AccessLogFormat>,
+    /// `stdout` (default), `stderr`, or a file path (appended to).
+    pub output: Option<String>,
+    /// Fraction of successful (< 400) requests logged, 0.0 to 1.0. Default 1.0. Errors are
+    /// always logged.
+    pub sample_successful: Option<f64>,
+    /// Lines waiting for the writer before new ones are dropped. Default 8192.
+    pub buffer: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otlp {
+    /// `http://host:port`: the collector (gRPC: usually 4317; HTTP: 4318, `/v1/traces` is added).
+    pub endpoint: String,
+    /// `grpc` (default) or `http` (HTTP/protobuf).
+    pub protocol: Option<OtlpProtocol>,
+    /// Fraction of new traces sampled, 0.0 to 1.0 (default 1.0); a caller's sampled flag wins.
+    pub sample_ratio: Option<f64>,
+    /// One export attempt's deadline. Default 5s.
+    pub timeout: Option<Dur>,
+    /// Finished spans waiting for export before new ones are dropped. Default 4096.
+    pub queue_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    Grpc,
+    Http,
 }
 
 /// Header values in YAML are often numbers (`x-version: 2`); accept any scalar as its text.

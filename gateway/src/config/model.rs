@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 
-pub use super::file::{EncodedSlashes, LoadBalancing, OnStoreError};
+pub use super::file::{EncodedSlashes, LoadBalancing, OnStoreError, OtlpProtocol};
 
 /// Defaults, documented in `docs/configuration.md`.
 pub mod defaults {
@@ -30,6 +30,10 @@ pub mod defaults {
     pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
     pub const TOKEN_CACHE_SIZE: usize = 10_000;
+    pub const SERVICE_NAME: &str = "gateway";
+    pub const ACCESS_LOG_BUFFER: usize = 8192;
+    pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const OTLP_QUEUE_SIZE: usize = 4096;
     pub const RETRY_ATTEMPTS: u32 = 1;
     pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
     pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
@@ -56,6 +60,52 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
     pub routes: Vec<Arc<RouteSpec>>,
+    pub observability: Observability,
+}
+
+/// The validated `observability:` block. What a reload can change: `otlp.sample_ratio` and
+/// `access_log.sample_successful`; the rest is fixed at start (see `docs/observability.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observability {
+    pub service_name: String,
+    pub access_log: Option<AccessLog>,
+    pub otlp: Option<Otlp>,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Observability {
+            service_name: defaults::SERVICE_NAME.to_string(),
+            access_log: None,
+            otlp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    pub output: AccessLogOutput,
+    /// 0.0 to 1.0.
+    pub sample_successful: f64,
+    pub buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otlp {
+    /// `http://host:port[/path]`, checked.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// 0.0 to 1.0.
+    pub sample_ratio: f64,
+    pub timeout: Duration,
+    pub queue_size: usize,
 }
 
 #[derive(Debug, Clone)]

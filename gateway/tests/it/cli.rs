@@ -319,3 +319,76 @@ routes:
     }
     assert_eq!(lines.len(), expect.len(), "{stderr}");
 }
+
+#[test]
+fn validate_checks_the_observability_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "obs.yaml",
+        r#"upstreams:
+  a: { targets: [127.0.0.1:8000] }
+routes:
+  - name: all
+    match: { path_prefix: / }
+    upstream: a
+observability:
+  service_name: ""
+  access_log: { format: json, output: stdout, sample_successful: 1.5 }
+  otlp:
+    endpoint: grpc://collector
+    protocol: grpc
+    sample_ratio: -0.1
+    timeout: 0s
+"#,
+    );
+    let (code, _, stderr) = gateway(&["validate", &file]);
+    assert_ne!(code, 0);
+    let expected = [
+        format!("{file}:8:17: observability.service_name: must not be empty"),
+        format!(
+            "{file}:9:66: observability.access_log.sample_successful: 1.5 is not a ratio: use 0.0 to 1.0"
+        ),
+        format!(
+            "{file}:11:15: observability.otlp.endpoint: invalid endpoint \"grpc://collector\": expected http://host:port such as http://127.0.0.1:4317"
+        ),
+        format!(
+            "{file}:13:19: observability.otlp.sample_ratio: -0.1 is not a ratio: use 0.0 to 1.0"
+        ),
+        format!("{file}:14:14: observability.otlp.timeout: must be greater than 0"),
+    ];
+    assert_eq!(stderr.trim_end().lines().collect::<Vec<_>>(), expected);
+
+    let typo = write(
+        &dir,
+        "typo.yaml",
+        "upstreams:\n  a: { targets: [127.0.0.1:8000] }\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a }\nobservability:\n  otlp: { endpoint: \"http://127.0.0.1:4317\", protocl: grpc }\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &typo]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("{typo}:6:"))
+            && stderr.contains("observability.otlp")
+            && stderr.contains("unknown field `protocl`"),
+        "{stderr}"
+    );
+    let short = write(
+        &dir,
+        "short.yaml",
+        "upstreams:\n  a: { targets: [127.0.0.1:8000] }\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a }\nobservability: { access_log: jsn }\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &short]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{short}:5:30: observability.access_log: unknown access log \"jsn\": use json, off or a mapping {{ format, output, sample_successful, buffer }}"
+        )
+    );
+    let ok = write(
+        &dir,
+        "ok.yaml",
+        "upstreams:\n  a: { targets: [127.0.0.1:8000] }\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a }\nobservability: { access_log: json, otlp: { endpoint: \"http://127.0.0.1:4318\", protocol: http } }\n",
+    );
+    assert_eq!(gateway(&["validate", &ok]).0, 0);
+}

@@ -9,6 +9,7 @@ mod cli;
 mod drain;
 mod errors;
 mod framing;
+mod observability;
 mod ratelimit;
 mod reload;
 mod resilience;

@@ -12,7 +12,7 @@ pub const START: Duration = Duration::from_secs(20);
 
 pub struct Echo {
     /// Held so the process lives as long as the handle.
-    _proc: Proc,
+    pub proc: Proc,
     pub port: u16,
 }
 
@@ -23,11 +23,21 @@ impl Echo {
     }
 
     pub async fn start_on(name: &str, port: u16) -> Echo {
+        Self::start_args(name, port, &[]).await
+    }
+
+    /// With `--log`: one JSON line per request on stderr (request id, trace).
+    pub async fn start_logging(name: &str) -> Echo {
+        Self::start_args(name, free_port(), &["--log"]).await
+    }
+
+    async fn start_args(name: &str, port: u16, extra: &[&str]) -> Echo {
         let mut cmd = Command::new(cargo_bin("echo"));
-        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name]);
+        cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--name", name])
+            .args(extra);
         let proc = Proc::spawn(&format!("echo {name}"), cmd);
         wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), START).await;
-        Echo { _proc: proc, port }
+        Echo { proc, port }
     }
 
     pub fn addr(&self) -> String {
@@ -72,6 +82,15 @@ impl Gateway {
             .env("RUST_LOG", "info");
         let proc = Proc::spawn("gateway", cmd);
         wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), START).await;
+        // The admin listener can answer before the proxy listener is bound (pingora starts the
+        // services on their own threads): wait for the proxy port too.
+        testkit::eventually("the proxy listener", START, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
         Gateway {
             proc,
             port,
@@ -201,13 +220,18 @@ pub struct AuthService {
 
 impl AuthService {
     pub async fn start() -> AuthService {
+        Self::start_extra("").await
+    }
+
+    /// Started with `extra` appended to its YAML config (e.g. an `otlp:` block).
+    pub async fn start_extra(extra: &str) -> AuthService {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("auth.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\ndatabase_url: \"sqlite://{}/auth.db\"\naccess_ttl: 5m\njwks_max_age: 1s\nkey_reload_interval: 200ms\npassword_hash: {{ memory_kib: 64, iterations: 1, parallelism: 1 }}\n",
+                "listen: 127.0.0.1:{port}\ndatabase_url: \"sqlite://{}/auth.db\"\naccess_ttl: 5m\njwks_max_age: 1s\nkey_reload_interval: 200ms\npassword_hash: {{ memory_kib: 64, iterations: 1, parallelism: 1 }}\n{extra}",
                 dir.path().display()
             ),
         )
