@@ -22,8 +22,8 @@ cargo test --workspace --locked -- --test-threads 4
 say "monolith tests (Django)"
 (cd backends/monolith && ../../.venv/bin/python manage.py test --verbosity 1)
 
-say "deploy files agree with the code; dashboards and alerts against a real Prometheus; the whole stack end to end (pytest)"
+say "deploy files agree with the code; dashboards and alerts against a real Prometheus; the benchmark harness renders valid configs; the whole stack end to end (pytest)"
 bin="$PWD/target/debug"
 GATEWAY_BIN="$bin/gateway" AUTH_SERVICE_BIN="$bin/auth-service" ECHO_BIN="$bin/echo" \
   NOTIFICATIONS_BIN="$bin/notifications" PAYMENTS_BIN="$bin/payments" \
-  .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests tests/e2e
+  .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests bench/tests tests/e2e

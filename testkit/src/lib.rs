@@ -9,6 +9,7 @@
 //! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
 //! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
 //! - [`workspace_root`]: to find `config/` and the Python venv;
+//! - [`pem`]: DER key material as PEM text (test and bench keys made with aws-lc-rs);
 //! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary.
 
 pub mod otlp;
@@ -22,6 +23,21 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
+}
+
+/// `der` as PEM with the given label (`PRIVATE KEY` for PKCS#8), 64 characters a line.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).

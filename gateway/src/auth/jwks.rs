@@ -226,7 +226,15 @@ impl JwksStore {
         self.keys.load()
     }
 
-    /// True once a fetch has succeeded.
+    /// Makes `set` the current keys (what a successful fetch does). Also how benchmarks and
+    /// tests give a store a fixed key set without serving a JWKS.
+    pub fn install(&self, set: KeySet) {
+        self.metrics.jwks_keys.set(set.len() as i64);
+        self.keys.store(Arc::new(set));
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// True once a fetch has succeeded (or keys were installed).
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
@@ -285,10 +293,8 @@ impl JwksStore {
         match self.fetch().await {
             Ok((set, max_age)) => {
                 let n = set.len();
-                self.keys.store(Arc::new(set));
-                self.loaded.store(true, Ordering::Release);
+                self.install(set);
                 m.jwks_refreshes.with_label_values(&["success"]).inc();
-                m.jwks_keys.set(n as i64);
                 m.jwks_last_success.set(
                     SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)

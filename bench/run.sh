@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The proxy benchmark: nginx, HAProxy, HAProxy + JWT and the gateway (plain and full policy)
+# side by side on this machine, every row in one session, interleaved over rounds.
+#
+#   bench/run.sh                                   # 3 rounds x 10s per row (about 12 minutes)
+#   BENCH_DURATION=3s BENCH_ROUNDS=1 bench/run.sh  # a smoke run
+#
+# Settings (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_ROUNDS (3),
+# BENCH_POOL (10000 tokens), BENCH_SCENARIOS (c64,c8,c64-pool,c64-1mb), BENCH_ROWS
+# (origin,nginx,haproxy,haproxy-jwt,gateway-plain,gateway-policy), BENCH_PROXY_CPU (0),
+# BENCH_LOAD_CPU (1), BENCH_NO_BUILD=1 (use target/release/gateway as it is), GATEWAY_BIN.
+# Results: bench/results/<UTC time>.json and .md. See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bench/install.sh
+scripts/python-env.sh
+if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${GATEWAY_BIN:-}" ]; then
+  printf '\033[1m==> cargo build --release -p gateway\033[0m\n'
+  cargo build --release -p gateway --locked
+  cargo build -p testkit --bin otlp-receiver --locked   # receives the policy row's 1% of traces
+fi
+exec .venv/bin/python bench/harness.py "$@"

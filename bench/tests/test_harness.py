@@ -1,0 +1,267 @@
+"""Keeps the benchmark harness honest without running any load (scripts/test.sh runs this).
+
+- every config the harness generates is rendered; the gateway ones are always checked by the
+  real `gateway validate`, the nginx and HAProxy ones by `nginx -t` / `haproxy -c` when those
+  are installed (the benchmark installs them; the test suite does not need them);
+- the tokens verify against the JWKS the gateway is given (PyJWT), and a token from another key
+  does not; the real (debug) gateway, run on the policy row's config with a small Python origin
+  serving the JWKS, admits them and refuses a missing or forged token;
+- ratios are computed within each round before the medians, and targets say PASS/MISS.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1]
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+import render  # noqa: E402
+
+POOL = 20
+
+
+class FakeOrigin(http.server.ThreadingHTTPServer):
+    """Stands in for the origin nginx: the JWKS file, and 200 with the small body elsewhere."""
+
+    work: Path
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/.well-known/jwks.json":
+                body = (self.server.work / "jwks.json").read_bytes()
+            else:
+                body = render.SMALL_BODY.encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+
+@pytest.fixture(scope="module")
+def origin():
+    server = FakeOrigin(("127.0.0.1", 0), FakeOrigin.Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, origin) -> render.Prepared:
+    work = tmp_path_factory.mktemp("bench-work")
+    ports = render.allocate_ports()
+    ports.origin = origin.server_address[1]
+    origin.work = work
+    return render.prepare(work, ports, pool_size=POOL)
+
+
+def gateway_bin() -> Path:
+    return Path(os.environ.get("GATEWAY_BIN", REPO / "target" / "debug" / "gateway"))
+
+
+def test_every_template_renders_completely(prepared):
+    assert set(prepared.configs) == set(harness.ROWS)
+    ports = {prepared.ports.of_row(r) for r in harness.ROWS}
+    assert len(ports) == len(harness.ROWS), "each row listens on its own port"
+    for row, path in prepared.configs.items():
+        text = path.read_text()
+        assert "{{" not in text and "}}" not in text, f"{row}: unfilled placeholder"
+        if row != "origin":
+            assert f":{prepared.ports.of_row(row)}" in text, f"{row}: its own port"
+            assert f"127.0.0.1:{prepared.ports.origin}" in text, f"{row}: forwards to the origin"
+    with pytest.raises(KeyError, match="nope"):
+        render.render_template("x {{nope}}", {})
+
+
+def test_single_thread_everywhere(prepared):
+    cfg = prepared.configs
+    for row in ("origin", "nginx"):
+        assert "worker_processes 1;" in cfg[row].read_text()
+    for row in ("haproxy", "haproxy-jwt"):
+        assert "nbthread 1" in cfg[row].read_text()
+    for row in ("gateway-plain", "gateway-policy"):
+        assert "threads: 1" in cfg[row].read_text()
+
+
+def test_gateway_configs_pass_the_real_validator(prepared):
+    binary = gateway_bin()
+    assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
+    files = [str(prepared.configs["gateway-plain"]), str(prepared.configs["gateway-policy"])]
+    out = subprocess.run([str(binary), "validate", *files], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    policy = prepared.configs["gateway-policy"].read_text()
+    assert f"http://127.0.0.1:{prepared.ports.origin}/.well-known/jwks.json" in policy
+    assert "claims_to_headers" in policy and "auth: { roles: [user] }" in policy
+    # The full policy path: a per-user limit, the access log and 1% of traces to the receiver.
+    assert "\nrate_limits:" in policy and "rate_limit: [per_user]" in policy
+    assert "\nobservability:" in policy and "sample_ratio: 0.01" in policy
+    assert f"http://127.0.0.1:{prepared.ports.otlp_grpc}" in policy
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (bench/install.sh)")
+def test_nginx_configs_pass_nginx_t(prepared):
+    for row in ("origin", "nginx"):
+        out = subprocess.run(
+            ["nginx", "-t", "-q", "-p", str(prepared.work),
+             "-e", str(prepared.work / "logs" / f"{row}.t.log"), "-c", str(prepared.configs[row])],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert out.returncode == 0, f"{row}: {out.stderr}"
+
+
+@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy not installed (bench/install.sh)")
+def test_haproxy_configs_pass_haproxy_c(prepared):
+    for row in ("haproxy", "haproxy-jwt"):
+        out = subprocess.run(["haproxy", "-c", "-f", str(prepared.configs[row])],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, f"{row}: {out.stdout}{out.stderr}"
+    # jwt_verify reads the public key the tokens are signed for.
+    assert str(prepared.work / "signing-key.pub.pem") in prepared.configs["haproxy-jwt"].read_text()
+
+
+def verify_with_jwks(token: str, jwks: dict) -> dict:
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = jwt.PyJWKSet.from_dict(jwks)[kid]
+    return jwt.decode(token, key=key.key, algorithms=["RS256"], audience=render.AUDIENCE,
+                      issuer=render.ISSUER, options={"require": ["exp", "iss", "aud", "sub"]})
+
+
+def test_tokens_verify_against_the_jwks_and_a_stranger_does_not(prepared, tmp_path):
+    jwks = json.loads((prepared.work / "jwks.json").read_text())
+    assert [k["kid"] for k in jwks["keys"]] == [render.KID]
+    pool = prepared.pool.read_text().split()
+    assert len(pool) == POOL
+    for token in [prepared.token, *pool]:
+        header = jwt.get_unverified_header(token)
+        assert header == {"alg": "RS256", "kid": render.KID, "typ": "at+jwt"}
+        claims = verify_with_jwks(token, jwks)
+        assert claims["roles"] == ["user"] and claims["token_type"] == "access"
+        assert 550 <= len(token) <= 800, f"token of {len(token)} bytes: not like a real one"
+    subs = {verify_with_jwks(t, jwks)["sub"] for t in pool}
+    assert len(subs) == POOL, "every pool token has its own sub"
+    stranger = render.load_or_create_key(tmp_path)
+    forged = render.sign(stranger, render.claims_for(1, int(time.time())))
+    with pytest.raises(jwt.InvalidSignatureError):
+        verify_with_jwks(forged, jwks)
+    # The pool is reused while fresh and from the same key.
+    assert render.token_pool(prepared.key, prepared.work, POOL).read_text().split() == pool
+
+
+def test_settings_from_the_environment():
+    s = harness.Settings.from_env({"BENCH_DURATION": "3s", "BENCH_ROUNDS": "1",
+                                   "BENCH_SCENARIOS": "c64,c8", "BENCH_WARMUP": "500ms"})
+    assert (s.duration, s.rounds, s.scenarios, s.warmup) == (3.0, 1, ["c64", "c8"], 0.5)
+    with pytest.raises(ValueError, match="unknown scenario"):
+        harness.Settings.from_env({"BENCH_SCENARIOS": "c65"})
+    with pytest.raises(ValueError, match="unknown row"):
+        harness.Settings.from_env({"BENCH_ROWS": "envoy"})
+
+
+def run(r, sc, row, rps, cpu=10.0, p99=1000, rss=20.0, status=0):
+    return harness.Run(round=r, scenario=sc, row=row, requests=int(rps * 10), seconds=10.0,
+                       rps=rps, p50_us=100, p99_us=p99, p999_us=p99, cpu_us_per_req=cpu,
+                       errors={"connect": 0, "read": 0, "write": 0, "status": status, "timeout": 0},
+                       peak_rss_mib=rss, rss_reset=True)
+
+
+def test_ratios_are_taken_within_each_round_then_the_median():
+    runs = [
+        # round 1: a fast machine; round 2: a slow one; round 3: in between.
+        run(1, "c64", "nginx", 100_000), run(1, "c64", "gateway-plain", 110_000, cpu=9.0),
+        run(1, "c64", "haproxy-jwt", 20_000), run(1, "c64", "gateway-policy", 70_000, rss=30),
+        run(2, "c64", "nginx", 50_000), run(2, "c64", "gateway-plain", 60_000, cpu=11.0),
+        run(2, "c64", "haproxy-jwt", 10_000), run(2, "c64", "gateway-policy", 35_000, rss=70),
+        run(3, "c64", "nginx", 80_000), run(3, "c64", "gateway-plain", 72_000, cpu=10.5),
+        run(3, "c64", "haproxy-jwt", 16_000), run(3, "c64", "gateway-policy", 52_000, rss=40),
+    ]
+    summary = harness.summarize(runs)
+    plain = summary["c64"]["gateway-plain"]
+    # Per-round ratios 1.1, 1.2, 0.9 -> median 1.1; the ratio of the medians (72k / 80k = 0.9)
+    # would mix a fast round's nginx with a slow round's gateway.
+    assert plain["rps_vs_nginx"] == pytest.approx(1.1)
+    assert plain["rps"] == 72_000
+    assert plain["cpu_vs_nginx"] == pytest.approx(1.05)
+    policy = summary["c64"]["gateway-policy"]
+    assert policy["rps_vs_haproxy_jwt"] == pytest.approx(3.5)
+    assert policy["rps_vs_nginx"] == pytest.approx(0.7)
+    assert policy["peak_rss_mib"] == 40
+    verdicts = {t["target"]: t["verdict"] for t in harness.evaluate(summary)}
+    assert verdicts["plain gateway req/s ≥ 1.0× nginx (64 conns)"] == "PASS"
+    assert verdicts["plain gateway CPU/request ≤ nginx's (64 conns)"] == "MISS"
+    assert verdicts["policy path, reused token ≥ 0.8× nginx req/s (64 conns)"] == "MISS"
+    assert verdicts["policy path, reused token ≥ 3× HAProxy-JWT req/s (64 conns)"] == "PASS"
+    assert verdicts["policy path, distinct tokens ≥ 1.0× HAProxy-JWT req/s (64 conns)"] == "n/a"
+    md = harness.markdown(
+        {"started": "now", "rounds": 3, "duration_s": 10, "warmup_s": 2, "proxy_cpu": "0",
+         "load_cpu": "1", "token_bytes": 700, "pool_size": 10000, "cpus": 2, "cpu_model": "x",
+         "kernel": "k", "loadavg_start": 0.1, "noisy": None, "versions": {"nginx": "1"}},
+        summary, harness.evaluate(summary))
+    assert "| gateway, plain route | 72,000 | 1.10 |" in md
+
+
+def test_a_run_with_error_answers_is_invalid():
+    bad = run(1, "c64", "gateway-policy", 50_000, status=3)
+    assert not bad.valid
+    summary = harness.summarize([run(1, "c64", "nginx", 60_000), bad,
+                                 run(1, "c64", "haproxy-jwt", 10_000)])
+    verdicts = {t["target"]: t["verdict"] for t in harness.evaluate(summary)}
+    assert verdicts["policy path, reused token ≥ 3× HAProxy-JWT req/s (64 conns)"] == "INVALID"
+
+
+def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path):
+    """The policy row's config and tokens, end to end through the gateway's own verifier (the
+    fake origin serves the JWKS); a missing or forged token is refused."""
+    binary = gateway_bin()
+    assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
+    log = open(prepared.work / "logs" / "gateway-policy.test.log", "wb")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs["gateway-policy"])],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        port, admin = prepared.ports.gateway_policy, prepared.ports.gateway_policy_admin
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (prepared.work / "logs" / "gateway-policy.test.log").read_text()
+            try:
+                if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gateway not ready (JWKS) within 20s"
+            time.sleep(0.05)
+        good = [prepared.token, *prepared.pool.read_text().split()[:3]]
+        for token in good:
+            status, headers, body = harness.http_get(
+                port, render.SMALL_PATH, {"Authorization": f"Bearer {token}"})
+            assert (status, body.decode()) == (200, render.SMALL_BODY)
+            assert "x-request-id" in headers
+        stranger = render.load_or_create_key(tmp_path)
+        forged = render.sign(stranger, render.claims_for(1, int(time.time())))
+        for hdrs in ({}, {"Authorization": f"Bearer {forged}"}):
+            assert harness.http_get(port, render.SMALL_PATH, hdrs)[0] == 401
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
