@@ -141,22 +141,30 @@ impl Writer {
     }
 }
 
+/// How often the writer wakes to drain the queue. Requests never wake it: a wake-up per line
+/// (a futex call and a context switch on the request's core) cost more than building the line.
+const WRITER_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn write_lines(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // Write everything already queued, then flush once.
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(l) => {
+    loop {
+        // Sends do not unpark this thread; only the tick does.
+        std::thread::park_timeout(WRITER_TICK);
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(l)) => {
                     let _ = out.write_all(&l);
                 }
-                Msg::Flush(ack) => {
+                Ok(Msg::Flush(ack)) => {
                     let _ = out.flush();
                     let _ = ack.send(());
                 }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
             }
-            next = rx.try_recv().ok();
         }
         let _ = out.flush();
     }
