@@ -466,6 +466,20 @@ impl ProxyHttp for Proxy {
         // `fail_to_proxy` logs failures with the request id and route.
         true
     }
+
+    /// What pingora's own log lines (e.g. "Fail to proxy ..., retry: true") say about the
+    /// request: never the query string (it may carry secrets) nor the Host, only the method, the
+    /// path, the route and the request id.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {} route={} request_id={}",
+            req.method,
+            req.uri.path(),
+            ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+            ctx.request_id
+        )
+    }
 }
 
 /// Starts the request's server span from the incoming `traceparent` and what the request says

@@ -355,7 +355,7 @@ routes:
     let client = testkit::http_client();
     for _ in 0..4 {
         let resp = client
-            .post(gw.url("/write"))
+            .post(gw.url("/write?api_key=s3cret-in-query"))
             .body("x")
             .send()
             .await
@@ -363,6 +363,13 @@ routes:
         assert_eq!(resp.status(), 200);
     }
     assert_eq!(good.requests(), 4);
+    // pingora logs each retry; its summary of the request names the route, never the query.
+    let log = gw.proc.stdout() + &gw.proc.stderr();
+    assert!(log.contains("POST /write route=svc request_id="), "{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "a query string reached the log:\n{log}"
+    );
 }
 
 #[tokio::test]
