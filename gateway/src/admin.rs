@@ -137,8 +137,9 @@ fn upstream_json(u: &Upstream) -> serde_json::Value {
         .iter()
         .map(|t| {
             let breaker = t.breaker.as_ref().map(|b| b.snapshot());
-            let available = t.health.is_healthy()
-                && breaker.is_none_or(|b| b.state != crate::breaker::State::Open);
+            // From the same snapshot the response shows, not a second read of the breaker.
+            let available =
+                crate::upstream::available(t.health.is_healthy(), breaker.map(|b| b.state));
             json!({
                 "target": t.name,
                 "address": t.addr.to_string(),

@@ -62,12 +62,17 @@ impl Target {
 
     /// Healthy and not refused by its breaker right now (a peek: takes no probe slot).
     pub fn looks_available(&self) -> bool {
-        self.health.is_healthy()
-            && self
-                .breaker
-                .as_ref()
-                .is_none_or(|b| b.state() != State::Open)
+        available(
+            self.health.is_healthy(),
+            self.breaker.as_ref().map(Breaker::state),
+        )
     }
+}
+
+/// The one rule for "can take traffic": healthy, and its breaker (if any) not open. Half-open
+/// counts as available (its probes decide).
+pub fn available(healthy: bool, breaker: Option<State>) -> bool {
+    healthy && breaker != Some(State::Open)
 }
 
 /// No target of the upstream can take the request.
