@@ -34,18 +34,21 @@ BENCH_DIR = render.BENCH_DIR
 REPO = BENCH_DIR.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-ROWS = ["origin", "nginx", "haproxy", "haproxy-jwt", "gateway-plain", "gateway-policy"]
+ROWS = ["origin", "nginx", "haproxy", "haproxy-jwt", "pingora-bare", "gateway-plain", "gateway-policy"]
 ROW_TITLES = {
     "origin": "origin direct (the ceiling)",
     "nginx": "nginx proxy_pass + keepalive",
     "haproxy": "HAProxy http mode",
     "haproxy-jwt": "HAProxy + jwt_verify RS256 (+alg/iss/aud/exp)",
+    "pingora-bare": "bare pingora proxy (pingora's own cost)",
     "gateway-plain": "gateway, plain route",
     "gateway-policy": "gateway, full policy path",
 }
 # Rows whose success needs a valid token (a request without one must be refused).
 JWT_ROWS = {"haproxy-jwt", "gateway-policy"}
 GATEWAY_ROWS = ("gateway-plain", "gateway-policy")
+# Rows configured by their command line alone (no rendered config file).
+ARGV_ROWS = {"pingora-bare"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ SCENARIOS = [
              ("nginx", "haproxy-jwt", "gateway-policy"),
              "64 connections, a pool of distinct tokens, ~100-byte answer"),
     Scenario("c64-1mb", 64, "one", render.BIG_PATH,
-             ("nginx", "haproxy", "haproxy-jwt", "gateway-plain", "gateway-policy"),
+             ("nginx", "haproxy", "haproxy-jwt", "pingora-bare", "gateway-plain", "gateway-policy"),
              "64 connections, one reused token, 1 MB answer"),
 ]
 
@@ -91,7 +94,8 @@ class Settings:
     scenarios: list[str] = field(default_factory=lambda: [s.name for s in SCENARIOS])
     rows: list[str] = field(default_factory=lambda: list(ROWS))
     gateway_bin: Path = REPO / "target" / "release" / "gateway"
-    otlp_receiver_bin: Path = REPO / "target" / "debug" / "otlp-receiver"
+    bare_pingora_bin: Path = REPO / "target" / "release" / "examples" / "bare_pingora"
+    otlp_receiver_bin: Path = REPO / "target" / "release" / "otlp-receiver"
     out_dir: Path = BENCH_DIR / "results"
 
     @staticmethod
@@ -228,12 +232,15 @@ class Proc:
 
 
 def command_for(row: str, prep: render.Prepared, s: Settings) -> list[str]:
-    cfg = str(prep.configs[row])
+    cfg = str(prep.configs.get(row, ""))
     if row in ("origin", "nginx"):
         errlog = str(prep.work / "logs" / f"{row}.startup.log")
         argv = ["nginx", "-p", str(prep.work), "-e", errlog, "-c", cfg]
     elif row.startswith("haproxy"):
         argv = ["haproxy", "-db", "-f", cfg]
+    elif row == "pingora-bare":
+        argv = [str(s.bare_pingora_bin), f"127.0.0.1:{prep.ports.pingora_bare}",
+                f"127.0.0.1:{prep.ports.origin}"]
     else:
         argv = [str(s.gateway_bin), "run", "--config", cfg]
     cpu = s.load_cpu if row == "origin" else s.proxy_cpu
@@ -449,6 +456,7 @@ def summarize(runs: list[Run]) -> dict:
                 "rps_vs_nginx": median(ratio("nginx", "rps")),
                 "rps_vs_haproxy_jwt": median(ratio("haproxy-jwt", "rps")),
                 "cpu_vs_nginx": median(ratio("nginx", "cpu_us_per_req")),
+                "cpu_vs_pingora_bare": median(ratio("pingora-bare", "cpu_us_per_req")),
                 "p99_vs_nginx": median(ratio("nginx", "p99_us")),
             }
         out[sc.name] = table
@@ -520,8 +528,9 @@ def markdown(meta: dict, summary: dict, targets: list[dict]) -> str:
         if sc.name not in summary:
             continue
         lines += [f"## {sc.name}: {sc.title}", "",
-                  "| row | req/s | × nginx | × HAProxy-JWT | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| row | req/s | × nginx | × HAProxy-JWT | p50 ms | p99 ms | CPU µs/req | CPU × bare pingora "
+                  "| peak RSS MiB | errors |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for row, c in summary[sc.name].items():
             errs = ", ".join(f"{k} {v}" for k, v in c["errors"].items() if v) or "0"
             if not c["valid"]:
@@ -530,7 +539,7 @@ def markdown(meta: dict, summary: dict, targets: list[dict]) -> str:
                 f"| {ROW_TITLES[row]} | {fmt(c['rps'], ',.0f')} | {fmt(c['rps_vs_nginx'], '.2f')} | "
                 f"{fmt(c['rps_vs_haproxy_jwt'], '.2f')} | {fmt(c['p50_us'] and c['p50_us'] / 1000, '.2f')} | "
                 f"{fmt(c['p99_us'] and c['p99_us'] / 1000, '.2f')} | {fmt(c['cpu_us_per_req'], '.1f')} | "
-                f"{fmt(c['peak_rss_mib'], '.1f')} | {errs} |"
+                f"{fmt(c.get('cpu_vs_pingora_bare'), '.2f')} | {fmt(c['peak_rss_mib'], '.1f')} | {errs} |"
             )
         lines.append("")
     lines += ["## Targets", "", "| target | median | verdict |", "|---|---:|---|"]
@@ -594,6 +603,14 @@ def main() -> int:
             return 2
     if any(r.startswith("gateway") for r in s.rows) and not s.gateway_bin.exists():
         print(f"bench: {s.gateway_bin} is missing (cargo build --release -p gateway)", file=sys.stderr)
+        return 2
+    if "gateway-policy" in s.rows and not s.otlp_receiver_bin.exists():
+        print(f"bench: {s.otlp_receiver_bin} is missing "
+              "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
+        return 2
+    if "pingora-bare" in s.rows and not s.bare_pingora_bin.exists():
+        print(f"bench: {s.bare_pingora_bin} is missing "
+              "(cargo build --release -p gateway --example bare_pingora)", file=sys.stderr)
         return 2
     scenarios = [sc for sc in SCENARIOS if sc.name in s.scenarios]
     rows_needed = [r for r in ROWS if r in s.rows and any(r in sc.rows for sc in scenarios)]

@@ -190,6 +190,7 @@ class Ports:
     gateway_policy_admin: int
     otlp_grpc: int
     otlp_http: int
+    pingora_bare: int
 
     def of_row(self, row: str) -> int:
         return getattr(self, row.replace("-", "_"))
@@ -213,7 +214,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def allocate_ports() -> Ports:
-    return Ports(*free_ports(10))
+    return Ports(*free_ports(11))
 
 
 @dataclass

@@ -17,7 +17,9 @@ bench/install.sh
 scripts/python-env.sh
 if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${GATEWAY_BIN:-}" ]; then
   printf '\033[1m==> cargo build --release -p gateway\033[0m\n'
-  cargo build --release -p gateway --locked
-  cargo build -p testkit --bin otlp-receiver --locked   # receives the policy row's 1% of traces
+  cargo build --release -p gateway --bin gateway --example bare_pingora --locked
+  # Receives the policy row's 1% of traces, on the load core next to wrk and the origin: a
+  # release build, or its bursts of span decoding stall wrk and show up as the gateway's p99.
+  cargo build --release -p testkit --bin otlp-receiver --locked
 fi
 exec .venv/bin/python bench/harness.py "$@"

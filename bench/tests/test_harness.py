@@ -79,7 +79,7 @@ def gateway_bin() -> Path:
 
 
 def test_every_template_renders_completely(prepared):
-    assert set(prepared.configs) == set(harness.ROWS)
+    assert set(prepared.configs) == set(harness.ROWS) - harness.ARGV_ROWS
     ports = {prepared.ports.of_row(r) for r in harness.ROWS}
     assert len(ports) == len(harness.ROWS), "each row listens on its own port"
     for row, path in prepared.configs.items():
@@ -90,6 +90,14 @@ def test_every_template_renders_completely(prepared):
             assert f"127.0.0.1:{prepared.ports.origin}" in text, f"{row}: forwards to the origin"
     with pytest.raises(KeyError, match="nope"):
         render.render_template("x {{nope}}", {})
+
+
+def test_bare_pingora_row_listens_on_its_port_and_forwards_to_the_origin(prepared):
+    s = harness.Settings.from_env({})
+    argv = harness.command_for("pingora-bare", prepared, s)
+    assert argv[:3] == ["taskset", "-c", s.proxy_cpu], "pinned to the proxy core"
+    assert argv[3] == str(s.bare_pingora_bin)
+    assert argv[4:] == [f"127.0.0.1:{prepared.ports.pingora_bare}", f"127.0.0.1:{prepared.ports.origin}"]
 
 
 def test_single_thread_everywhere(prepared):

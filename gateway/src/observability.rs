@@ -288,8 +288,13 @@ impl Default for RequestTrace {
 impl RequestTrace {
     /// The trace id (32 hex characters); empty before the server span starts.
     pub fn trace_id(&self) -> Option<String> {
-        let sc = self.cx.span().span_context().clone();
-        sc.is_valid().then(|| sc.trace_id().to_string())
+        let span = self.cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            let mut out = String::with_capacity(32);
+            push_hex(&mut out, &sc.trace_id().to_bytes());
+            out
+        })
     }
 
     /// True when the request continued the caller's trace.
@@ -382,11 +387,10 @@ impl RequestTrace {
             None => self.cx.span().span_context().clone(),
         };
         sc.is_valid().then(|| {
-            format!(
-                "00-{}-{}-{:02x}",
-                sc.trace_id(),
-                sc.span_id(),
-                sc.trace_flags().to_u8()
+            traceparent_value(
+                &sc.trace_id().to_bytes(),
+                &sc.span_id().to_bytes(),
+                sc.trace_flags().to_u8(),
             )
         })
     }
@@ -450,6 +454,29 @@ impl RequestTrace {
             span.set_status(Status::error(e));
         }
         span.end();
+    }
+}
+
+/// `00-{trace id}-{span id}-{flags}` in lowercase hex. Written by hand: it is built for every
+/// request, and `format!` through the ids' `Display` cost ~1,200 instructions per request
+/// (callgrind), about ten times this.
+fn traceparent_value(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> String {
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, trace_id);
+    out.push('-');
+    push_hex(&mut out, span_id);
+    out.push('-');
+    push_hex(&mut out, &[flags]);
+    out
+}
+
+/// Appends `bytes` in lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
 }
 
@@ -621,6 +648,19 @@ mod tests {
             })
             .count();
         assert!((2000..3000).contains(&sampled), "{sampled}");
+    }
+
+    #[test]
+    fn traceparent_value_matches_the_ids_display() {
+        let trace = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let span = opentelemetry::trace::SpanId::from_hex("b7ad6b7169203331").unwrap();
+        let value = traceparent_value(&trace.to_bytes(), &span.to_bytes(), 1);
+        assert_eq!(value, format!("00-{trace}-{span}-01"));
+        assert_eq!(
+            value,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert!(well_formed_traceparent(&value));
     }
 
     #[test]
