@@ -213,7 +213,7 @@ impl Validator<'_> {
         // Routes check against the block's presence: a broken block is reported once, not
         // again by every route that uses it.
         let auth_declared = top.auth.is_some();
-        let auth = top.auth.and_then(|v| self.auth(v));
+        let mut auth = top.auth.and_then(|v| self.auth(v));
         let declared_policies = rate_limits::declared_policies(top.rate_limits.as_ref());
         let rate_limits = top
             .rate_limits
@@ -263,6 +263,9 @@ impl Validator<'_> {
         }
 
         self.route_rate_limits(&routes, rate_limits.as_ref(), declared_policies.as_deref());
+        if let Some(a) = auth.as_mut() {
+            a.kept_claims = claims_read_by(&routes, rate_limits.as_ref());
+        }
 
         Some(Config {
             listen: listen?,
@@ -454,6 +457,8 @@ impl Validator<'_> {
             jwks_timeout: duration::or(a.jwks_timeout, defaults::JWKS_TIMEOUT),
             max_token_bytes,
             token_cache_size: a.token_cache_size.unwrap_or(defaults::TOKEN_CACHE_SIZE),
+            // Filled in once the routes and rate limits are known.
+            kept_claims: Vec::new(),
         })
     }
 
@@ -1073,6 +1078,29 @@ fn check_target(t: &str) -> Result<(), String> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// The claim names that splits (`sticky_by: claim.X`) and rate-limit policies (`key: claim.X`)
+/// read from a verified token, sorted and without repeats.
+fn claims_read_by(routes: &[Arc<RouteSpec>], limits: Option<&RateLimits>) -> Vec<String> {
+    let sticky = routes.iter().filter_map(|r| match &r.target {
+        RouteTarget::Split {
+            sticky_by: Some(StickyKey::Claim(c)),
+            ..
+        } => Some(c),
+        _ => None,
+    });
+    let limited = limits
+        .into_iter()
+        .flat_map(|l| l.policies.values())
+        .filter_map(|p| match &p.key {
+            LimitKey::Claim(c) => Some(c),
+            _ => None,
+        });
+    let mut names: Vec<String> = sticky.chain(limited).cloned().collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// `header.NAME`, `cookie.NAME`, `client_ip`, `claim.NAME`.

@@ -112,6 +112,7 @@ fn auth_config() -> AuthConfig {
         jwks_timeout: Duration::from_secs(1),
         max_token_bytes: 8192,
         token_cache_size: 10_000,
+        kept_claims: Vec::new(),
     }
 }
 

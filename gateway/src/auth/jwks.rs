@@ -381,6 +381,7 @@ mod tests {
             jwks_timeout: Duration::from_secs(5),
             max_token_bytes: 8192,
             token_cache_size: 100,
+            kept_claims: Vec::new(),
         }
     }
 

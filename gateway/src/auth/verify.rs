@@ -222,7 +222,7 @@ pub fn verify(
             headers.push((name.clone(), value));
         }
     }
-    Ok(Verified {
+    let mut verified = Verified {
         kid: header.kid,
         exp,
         sub: claims
@@ -236,7 +236,12 @@ pub fn verify(
         },
         headers,
         claims,
-    })
+    };
+    // What is cached per token: only the claims the config reads by name.
+    verified
+        .claims
+        .retain(|name, _| cfg.kept_claims.iter().any(|k| k == name));
+    Ok(verified)
 }
 
 /// A claim as a header value: strings as-is, arrays joined with commas, numbers and booleans

@@ -356,6 +356,10 @@ pub struct AuthConfig {
     pub jwks_timeout: Duration,
     pub max_token_bytes: usize,
     pub token_cache_size: usize,
+    /// The claims the config reads by name (`sticky_by: claim.X`, rate-limit `key: claim.X`):
+    /// the only ones a verified token keeps besides what `Verified` extracts, so the token
+    /// cache holds a few fields per token rather than whole claim sets.
+    pub kept_claims: Vec<String>,
 }
 
 #[derive(Debug, Default)]

@@ -353,6 +353,42 @@ mod tests {
     }
 
     #[test]
+    fn verified_tokens_keep_the_claims_that_splits_and_limits_read() {
+        let src = r#"upstreams:
+  a: { targets: [127.0.0.1:9] }
+  b: { targets: [127.0.0.1:10] }
+auth: { issuer: i, audiences: [x], algorithms: [RS256], jwks_url: "http://127.0.0.1:9/jwks" }
+rate_limits:
+  policies:
+    per_user: { key: claim.sub, limit: 5, per: 1s }
+    per_org: { key: claim.org, limit: 5, per: 1s }
+    per_ip: { key: client_ip, limit: 5, per: 1s }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    split: [ { upstream: a, weight: 1 }, { upstream: b, weight: 1 } ]
+    sticky_by: claim.tenant
+    auth: required
+    rate_limit: [per_user, per_org]
+"#;
+        let c = load_str("gw.yaml", src).unwrap();
+        assert_eq!(c.auth.unwrap().kept_claims, ["org", "sub", "tenant"]);
+        // Nothing reads a claim by name: nothing beyond what `Verified` extracts is kept.
+        let src = format!(
+            "{BASE}auth: {{ issuer: i, audiences: [x], algorithms: [RS256], jwks_url: \"http://127.0.0.1:9/jwks\" }}\n\
+             routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: a, auth: required }}\n"
+        );
+        assert!(
+            load_str("gw.yaml", &src)
+                .unwrap()
+                .auth
+                .unwrap()
+                .kept_claims
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_route_limit_without_the_block_is_an_error() {
         let src = format!(
             "{BASE}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: a\n    rate_limit: [x]\n"
