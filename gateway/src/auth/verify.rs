@@ -88,6 +88,8 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// `claims_to_headers`, ready to insert upstream.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Only the claims the config reads by name (`AuthConfig::kept_claims`): this struct is
+    /// what the token cache holds, once per token.
     pub claims: Map<String, Value>,
 }
 
