@@ -116,6 +116,10 @@ class Settings:
             s.rows = [x.strip() for x in env["BENCH_ROWS"].split(",") if x.strip()]
         if env.get("GATEWAY_BIN"):
             s.gateway_bin = Path(env["GATEWAY_BIN"])
+        if env.get("BARE_PINGORA_BIN"):
+            s.bare_pingora_bin = Path(env["BARE_PINGORA_BIN"])
+        if env.get("OTLP_RECEIVER_BIN"):
+            s.otlp_receiver_bin = Path(env["OTLP_RECEIVER_BIN"])
         if env.get("BENCH_OUT"):
             s.out_dir = Path(env["BENCH_OUT"])
         known_s = {x.name for x in SCENARIOS}
@@ -232,17 +236,17 @@ class Proc:
 
 
 def command_for(row: str, prep: render.Prepared, s: Settings) -> list[str]:
-    cfg = str(prep.configs.get(row, ""))
     if row in ("origin", "nginx"):
+        cfg = str(prep.configs[row])
         errlog = str(prep.work / "logs" / f"{row}.startup.log")
         argv = ["nginx", "-p", str(prep.work), "-e", errlog, "-c", cfg]
     elif row.startswith("haproxy"):
-        argv = ["haproxy", "-db", "-f", cfg]
+        argv = ["haproxy", "-db", "-f", str(prep.configs[row])]
     elif row == "pingora-bare":
         argv = [str(s.bare_pingora_bin), f"127.0.0.1:{prep.ports.pingora_bare}",
                 f"127.0.0.1:{prep.ports.origin}"]
     else:
-        argv = [str(s.gateway_bin), "run", "--config", cfg]
+        argv = [str(s.gateway_bin), "run", "--config", str(prep.configs[row])]
     cpu = s.load_cpu if row == "origin" else s.proxy_cpu
     return ["taskset", "-c", cpu, *argv]
 
@@ -482,8 +486,9 @@ TARGETS = [
     Target("policy path, distinct tokens ≥ 1.0× HAProxy-JWT req/s (64 conns)", "c64-pool", ("gateway-policy",), "rps_vs_haproxy_jwt", ">=", 1.0),
     Target("plain gateway p99 ≤ 1.2× nginx's p99 (8 conns)", "c8", ("gateway-plain",), "p99_vs_nginx", "<=", 1.2),
     Target("policy path p99 ≤ 1.2× nginx's p99 (8 conns)", "c8", ("gateway-policy",), "p99_vs_nginx", "<=", 1.2),
-    Target("gateway peak RSS ≤ 64 MB under 64-connection load (max over gateway rows, c64 scenarios)",
-           "c64*", GATEWAY_ROWS, "peak_rss_mib", "<=", 64.0, " MiB"),
+    # 64 MB as the issue states it, compared in MiB (what /proc reports): 61.04 MiB.
+    Target("gateway peak RSS ≤ 64 MB (61.0 MiB) under 64-connection load (max over gateway rows, c64 scenarios)",
+           "c64*", GATEWAY_ROWS, "peak_rss_mib", "<=", 64e6 / 2**20, " MiB"),
 ]
 
 
@@ -601,20 +606,20 @@ def main() -> int:
         if not shutil.which(tool):
             print(f"bench: `{tool}` is not installed (bench/run.sh installs it)", file=sys.stderr)
             return 2
-    if any(r.startswith("gateway") for r in s.rows) and not s.gateway_bin.exists():
-        print(f"bench: {s.gateway_bin} is missing (cargo build --release -p gateway)", file=sys.stderr)
-        return 2
-    if "gateway-policy" in s.rows and not s.otlp_receiver_bin.exists():
-        print(f"bench: {s.otlp_receiver_bin} is missing "
-              "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
-        return 2
-    if "pingora-bare" in s.rows and not s.bare_pingora_bin.exists():
-        print(f"bench: {s.bare_pingora_bin} is missing "
-              "(cargo build --release -p gateway --example bare_pingora)", file=sys.stderr)
-        return 2
     scenarios = [sc for sc in SCENARIOS if sc.name in s.scenarios]
     rows_needed = [r for r in ROWS if r in s.rows and any(r in sc.rows for sc in scenarios)]
     need_pool = any(sc.tokens == "pool" for sc in scenarios)
+    if any(r.startswith("gateway") for r in rows_needed) and not s.gateway_bin.exists():
+        print(f"bench: {s.gateway_bin} is missing (cargo build --release -p gateway)", file=sys.stderr)
+        return 2
+    if "gateway-policy" in rows_needed and not s.otlp_receiver_bin.exists():
+        print(f"bench: {s.otlp_receiver_bin} is missing "
+              "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
+        return 2
+    if "pingora-bare" in rows_needed and not s.bare_pingora_bin.exists():
+        print(f"bench: {s.bare_pingora_bin} is missing "
+              "(cargo build --release -p gateway --example bare_pingora)", file=sys.stderr)
+        return 2
 
     work = s.out_dir / "work"
     t0 = time.monotonic()

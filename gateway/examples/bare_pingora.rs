@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo build --release -p gateway --example bare_pingora
 //! target/release/examples/bare_pingora 127.0.0.1:8080 127.0.0.1:9000   # LISTEN ORIGIN
+//! curl -s http://127.0.0.1:8080/any/path                                # ORIGIN's answer
 //! ```
 //!
 //! One proxy thread, upstream keep-alive (pingora's connection pool), every request to ORIGIN.
@@ -43,9 +44,13 @@ fn main() -> ExitCode {
         eprintln!("usage: bare_pingora LISTEN_ADDR ORIGIN_ADDR");
         return ExitCode::from(2);
     };
-    let origin: SocketAddr = match origin.parse() {
-        Ok(a) => a,
-        Err(e) => {
+    let (listen, origin): (SocketAddr, SocketAddr) = match (listen.parse(), origin.parse()) {
+        (Ok(l), Ok(o)) => (l, o),
+        (Err(e), _) => {
+            eprintln!("bare_pingora: LISTEN_ADDR {listen:?}: {e}");
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => {
             eprintln!("bare_pingora: ORIGIN_ADDR {origin:?}: {e}");
             return ExitCode::from(2);
         }
@@ -57,7 +62,7 @@ fn main() -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, Bare { origin }, "bare");
-    proxy.add_tcp(listen);
+    proxy.add_tcp(&listen.to_string());
     server.add_service(proxy);
     server.bootstrap();
     server.run_forever()

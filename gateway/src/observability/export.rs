@@ -23,23 +23,25 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::model::{Otlp, OtlpProtocol};
 
 /// Spans per export request. Small on purpose: encoding a batch is one burst of CPU on a core
-/// the proxy may share, and 512-span batches showed as a 2 ms p99 at 5% sampling on a 2-core
-/// machine (bench/README.md); 128 halved it.
+/// the proxy may share. At 5% sampling on a 2-core machine, 512-span batches showed as a 2.2 ms
+/// p99; 128-span batches drained on a tick, 1.05-1.35 ms (bench/README.md).
 const MAX_BATCH: usize = 128;
 /// How long a span waits for its batch to fill before it is sent anyway.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// Export failures are logged at most this often (each one is counted).
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 
-enum Msg {
-    Span(Box<SpanData>),
+/// What the queue carries: spans (boxed in production), or a flush request acknowledged once
+/// every span queued before it was handed to the exporter.
+enum Msg<T> {
+    Span(T),
     Flush(oneshot::Sender<()>),
 }
 
 /// The span processor the gateway's tracer provider uses when `observability.otlp` is set.
 #[derive(Debug)]
 pub struct QueueProcessor {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<Msg<Box<SpanData>>>,
     dropped: IntCounter,
     flush_timeout: Duration,
 }
@@ -50,7 +52,9 @@ impl QueueProcessor {
     /// as dropped.
     pub fn start(cfg: Otlp, resource: Resource, dropped: IntCounter) -> QueueProcessor {
         let (tx, rx) = mpsc::channel(cfg.queue_size);
-        let flush_timeout = cfg.timeout + BATCH_DELAY + DRAIN_TICK;
+        // A flush waits for one tick and the export in progress (bounded by twice the timeout);
+        // exports already queued ahead of it may take longer, so a flush is best effort.
+        let flush_timeout = DRAIN_TICK + cfg.timeout * 2;
         let worker_dropped = dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("otlp-export".into())
@@ -137,13 +141,18 @@ fn build_exporter(cfg: &Otlp) -> Result<SpanExporter, String> {
     built.map_err(|e| e.to_string())
 }
 
-/// How often the exporter thread wakes to take the queued spans. Request threads never wake
-/// it (no futex call and context switch on the proxy's core per sampled request), the same
-/// rule as the access-log writer. The queue (`otlp.queue_size`, default 4096) must hold one
-/// tick of spans: at 20 ms that is ~200,000 spans/s before any is dropped.
+/// How often the exporter thread wakes to take the queued spans. Requests do not wake it (no
+/// futex call and context switch on the proxy's core per sampled request), the same rule as the
+/// access-log writer. The queue (`otlp.queue_size`, default 4096) holds what arrives in one tick
+/// plus one export's round trip: ~200,000 spans/s at 20 ms when the collector answers at once.
 const DRAIN_TICK: Duration = Duration::from_millis(20);
 
-async fn run(cfg: Otlp, resource: Resource, mut rx: mpsc::Receiver<Msg>, dropped: IntCounter) {
+async fn run(
+    cfg: Otlp,
+    resource: Resource,
+    rx: mpsc::Receiver<Msg<Box<SpanData>>>,
+    dropped: IntCounter,
+) {
     let mut exporter = match build_exporter(&cfg) {
         Ok(e) => Some(e),
         Err(e) => {
@@ -154,74 +163,207 @@ async fn run(cfg: Otlp, resource: Resource, mut rx: mpsc::Receiver<Msg>, dropped
     if let Some(e) = &mut exporter {
         e.set_resource(&resource);
     }
-    let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
-    let mut last_failure_log: Option<Instant> = None;
+    let sink = OtlpSink {
+        exporter,
+        timeout: cfg.timeout,
+        dropped,
+        last_failure_log: None,
+    };
+    drain(rx, sink).await;
+}
+
+/// Where [`drain`] hands its batches: the OTLP exporter, or a recorder in tests.
+trait BatchSink<T> {
+    fn send(&mut self, batch: Vec<T>) -> impl Future<Output = ()> + Send;
+}
+
+/// The exporter thread's loop: every [`DRAIN_TICK`] it takes what is queued, sends full batches
+/// of [`MAX_BATCH`] at once and a partial one when its oldest span has waited [`BATCH_DELAY`];
+/// a flush sends what is batched and then acknowledges; when every sender is gone it sends
+/// the rest and returns.
+async fn drain<T: Send, S: BatchSink<T>>(mut rx: mpsc::Receiver<Msg<T>>, mut sink: S) {
+    let mut batch: Vec<T> = Vec::with_capacity(MAX_BATCH);
     // When the oldest span of `batch` was taken from the queue.
     let mut oldest: Option<tokio::time::Instant> = None;
     loop {
-        // `try_recv` registers no waker, so senders never wake this thread; only the tick does.
+        // Senders do not wake this task; only the tick does (`try_recv` waits for nothing).
         tokio::time::sleep(DRAIN_TICK).await;
         loop {
             match rx.try_recv() {
                 Ok(Msg::Span(span)) => {
                     oldest.get_or_insert_with(tokio::time::Instant::now);
-                    batch.push(*span);
+                    batch.push(span);
                     if batch.len() >= MAX_BATCH {
-                        send(&exporter, &mut batch, &cfg, &dropped, &mut last_failure_log).await;
+                        send_batch(&mut sink, &mut batch).await;
                         oldest = None;
                     }
                 }
                 Ok(Msg::Flush(ack)) => {
-                    send(&exporter, &mut batch, &cfg, &dropped, &mut last_failure_log).await;
+                    send_batch(&mut sink, &mut batch).await;
                     oldest = None;
                     let _ = ack.send(());
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    send(&exporter, &mut batch, &cfg, &dropped, &mut last_failure_log).await;
+                    send_batch(&mut sink, &mut batch).await;
                     return;
                 }
             }
         }
         // The oldest span waited long enough for its batch to fill: send what there is.
         if oldest.is_some_and(|t| t.elapsed() >= BATCH_DELAY) {
-            send(&exporter, &mut batch, &cfg, &dropped, &mut last_failure_log).await;
+            send_batch(&mut sink, &mut batch).await;
             oldest = None;
         }
     }
 }
 
-async fn send(
-    exporter: &Option<SpanExporter>,
-    batch: &mut Vec<SpanData>,
-    cfg: &Otlp,
-    dropped: &IntCounter,
-    last_failure_log: &mut Option<Instant>,
-) {
-    if batch.is_empty() {
-        return;
+async fn send_batch<T, S: BatchSink<T>>(sink: &mut S, batch: &mut Vec<T>) {
+    if !batch.is_empty() {
+        let full = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
+        sink.send(full).await;
     }
-    let spans = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
-    let n = spans.len() as u64;
-    let Some(exporter) = exporter else {
-        dropped.inc_by(n);
-        return;
-    };
-    // The exporter retries a few times within its own timeout per attempt; this bounds the
-    // whole export so a black-holed collector cannot stall the queue for longer.
-    let result = tokio::time::timeout(cfg.timeout * 2, exporter.export(spans)).await;
-    let error = match result {
-        Ok(Ok(())) => return,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {:?}", cfg.timeout * 2),
-    };
-    dropped.inc_by(n);
-    if last_failure_log.is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY) {
-        *last_failure_log = Some(Instant::now());
-        tracing::warn!(
-            spans = n,
-            error = %error,
-            "OTLP export failed; spans dropped (counted in gateway_trace_spans_dropped_total, logged at most every 30s)"
+}
+
+/// Sends batches with the OTLP exporter; every span that does not arrive is counted.
+struct OtlpSink {
+    exporter: Option<SpanExporter>,
+    timeout: Duration,
+    dropped: IntCounter,
+    last_failure_log: Option<Instant>,
+}
+
+impl BatchSink<Box<SpanData>> for OtlpSink {
+    async fn send(&mut self, batch: Vec<Box<SpanData>>) {
+        let n = batch.len() as u64;
+        let Some(exporter) = &self.exporter else {
+            self.dropped.inc_by(n);
+            return;
+        };
+        let spans: Vec<SpanData> = batch.into_iter().map(|s| *s).collect();
+        // The exporter retries a few times within its own timeout per attempt; this bounds the
+        // whole export so a black-holed collector cannot stall the queue for longer.
+        let result = tokio::time::timeout(self.timeout * 2, exporter.export(spans)).await;
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.timeout * 2),
+        };
+        self.dropped.inc_by(n);
+        if self
+            .last_failure_log
+            .is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY)
+        {
+            self.last_failure_log = Some(Instant::now());
+            tracing::warn!(
+                spans = n,
+                error = %error,
+                "OTLP export failed; spans dropped (counted in gateway_trace_spans_dropped_total, logged at most every 30s)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A batch and when it was sent (paused time since the test started).
+    type Sent = (Duration, Vec<u32>);
+
+    /// Records each batch with the (paused) time since the test started when it was sent.
+    #[derive(Clone)]
+    struct Recorder {
+        start: tokio::time::Instant,
+        sent: Arc<Mutex<Vec<Sent>>>,
+    }
+
+    impl BatchSink<u32> for Recorder {
+        async fn send(&mut self, batch: Vec<u32>) {
+            let at = self.start.elapsed();
+            self.sent.lock().unwrap().push((at, batch));
+        }
+    }
+
+    fn batches(r: &Recorder) -> Vec<Sent> {
+        r.sent.lock().unwrap().clone()
+    }
+
+    fn start() -> (
+        mpsc::Sender<Msg<u32>>,
+        Recorder,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = mpsc::channel(1024);
+        let rec = Recorder {
+            start: tokio::time::Instant::now(),
+            sent: Arc::default(),
+        };
+        let task = tokio::spawn(drain(rx, rec.clone()));
+        (tx, rec, task)
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_partial_batch_waits_for_the_batch_delay_then_goes_out() {
+        let (tx, rec, _task) = start();
+        for i in 0..3 {
+            tx.try_send(Msg::Span(i)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            batches(&rec).is_empty(),
+            "sent before its delay: {:?}",
+            batches(&rec)
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = batches(&rec);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1, [0, 1, 2]);
+        // Taken at the first tick (20 ms), sent at the first tick at least 500 ms later.
+        assert_eq!(sent[0].0, DRAIN_TICK * 26);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn full_batches_go_out_at_the_next_tick_and_the_rest_after_its_delay() {
+        let (tx, rec, _task) = start();
+        let n = (MAX_BATCH * 2 + 10) as u32;
+        for i in 0..n {
+            tx.try_send(Msg::Span(i)).unwrap();
+        }
+        tokio::time::sleep(DRAIN_TICK + Duration::from_millis(1)).await;
+        let sent = batches(&rec);
+        assert_eq!(sent.len(), 2, "two full batches at the first tick");
+        assert!(
+            sent.iter()
+                .all(|(at, b)| *at == DRAIN_TICK && b.len() == MAX_BATCH)
+        );
+        tokio::time::sleep(BATCH_DELAY + DRAIN_TICK).await;
+        let sent = batches(&rec);
+        assert_eq!(sent.len(), 3);
+        let all: Vec<u32> = sent.into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "every span once, in order");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_flush_is_acknowledged_after_what_was_queued_before_it_is_sent() {
+        let (tx, rec, _task) = start();
+        tx.try_send(Msg::Span(7)).unwrap();
+        let (ack, done) = oneshot::channel();
+        tx.try_send(Msg::Flush(ack)).unwrap();
+        tx.try_send(Msg::Span(8)).unwrap();
+        done.await.unwrap();
+        assert_eq!(batches(&rec), [(DRAIN_TICK, vec![7])]);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn when_the_senders_are_gone_the_rest_is_sent_and_the_loop_ends() {
+        let (tx, rec, task) = start();
+        tx.try_send(Msg::Span(1)).unwrap();
+        tx.try_send(Msg::Span(2)).unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(batches(&rec), [(DRAIN_TICK, vec![1, 2])]);
     }
 }
