@@ -22,6 +22,7 @@
 //! | [`reload`] | file watching (directory-level, debounced) and SIGHUP |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes` |
 //! | [`metrics`] | every metric, registered once |
+//! | [`hex`] | lowercase hex for ids on the request path |
 //! | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
 //! | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | [`explain`] | `gateway explain` |
@@ -49,6 +50,7 @@ pub mod config;
 pub mod explain;
 pub mod forwarding;
 pub mod health;
+pub mod hex;
 pub mod metrics;
 pub mod observability;
 pub mod path;

@@ -59,7 +59,7 @@ pub struct BucketKey(pub [u8; 16]);
 
 impl BucketKey {
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::lower(&self.0)
     }
 }
 

@@ -22,7 +22,7 @@ pub fn accept(incoming: &[u8]) -> Option<&str> {
 
 /// A new id: 32 lower-case hex characters (128 random bits).
 pub fn generate() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    crate::hex::lower(&rand::random::<u128>().to_be_bytes())
 }
 
 #[cfg(test)]
