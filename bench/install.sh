@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the benchmark's tools from Debian when missing: wrk, nginx, haproxy (and taskset).
-# Only the benchmark needs them; scripts/test.sh never does (its checks skip without them).
+# scripts/setup.sh runs this too: bench/tests/ checks the rendered configs with `nginx -t` and
+# `haproxy -c`.
 # Package scripts are kept from starting the nginx/haproxy system services: the harness runs
 # its own instances on ephemeral ports and nothing else may compete for the CPU.
 set -euo pipefail

@@ -19,6 +19,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# bench/instructions.py (instructions per request under callgrind) and its test.
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,4 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The benchmark's tools (wrk, nginx, haproxy): bench/tests/ checks the configs the harness
+# renders with the real `nginx -t` and `haproxy -c`.
+bench/install.sh
 scripts/python-env.sh

@@ -1,12 +1,13 @@
 """Keeps the benchmark harness honest without running any load (scripts/test.sh runs this).
 
-- every config the harness generates is rendered; the gateway ones are always checked by the
-  real `gateway validate`, the nginx and HAProxy ones by `nginx -t` / `haproxy -c` when those
-  are installed (the benchmark installs them; the test suite does not need them);
+- every config the harness generates is rendered; the gateway ones are checked by the real
+  `gateway validate`, the nginx and HAProxy ones by `nginx -t` / `haproxy -c` (scripts/setup.sh
+  installs them through bench/install.sh);
 - the tokens verify against the JWKS the gateway is given (PyJWT), and a token from another key
   does not; the real (debug) gateway, run on the policy row's config with a small Python origin
   serving the JWKS, admits them and refuses a missing or forged token;
-- ratios are computed within each round before the medians, and targets say PASS/MISS.
+- ratios are computed within each round before the medians, and targets say PASS/MISS;
+- `instructions.py` counts a real gateway's instructions per request under callgrind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,8 +127,13 @@ def test_gateway_configs_pass_the_real_validator(prepared):
     assert f"http://127.0.0.1:{prepared.ports.otlp_grpc}" in policy
 
 
-@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx not installed (bench/install.sh)")
+def require(tool: str) -> None:
+    """scripts/setup.sh installs the benchmark's tools, so a missing one is a failure, not a skip."""
+    assert shutil.which(tool), f"`{tool}` is not installed: run bench/install.sh (scripts/setup.sh does)"
+
+
 def test_nginx_configs_pass_nginx_t(prepared):
+    require("nginx")
     for row in ("origin", "nginx"):
         out = subprocess.run(
             ["nginx", "-t", "-q", "-p", str(prepared.work),
@@ -136,8 +143,8 @@ def test_nginx_configs_pass_nginx_t(prepared):
         assert out.returncode == 0, f"{row}: {out.stderr}"
 
 
-@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy not installed (bench/install.sh)")
 def test_haproxy_configs_pass_haproxy_c(prepared):
+    require("haproxy")
     for row in ("haproxy", "haproxy-jwt"):
         out = subprocess.run(["haproxy", "-c", "-f", str(prepared.configs[row])],
                              capture_output=True, text=True, timeout=30)
@@ -273,3 +280,31 @@ def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_instruction_counter_measures_the_real_gateway(tmp_path):
+    """bench/instructions.py end to end on the debug gateway: valgrind, the fixed request count
+    over one keep-alive connection, the callgrind dump and its arithmetic."""
+    require("valgrind")
+    require("nginx")
+    env = dict(os.environ, GATEWAY_BIN=str(gateway_bin()), BENCH_OUT=str(tmp_path),
+               INSTR_REQUESTS="40", INSTR_WARMUP="5", INSTR_TOP="3")
+    out = subprocess.run([sys.executable, str(BENCH / "instructions.py"), "gateway-plain"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    m = re.search(r"gateway-plain\s+([\d,]+) instructions/request \(40 requests", out.stdout)
+    assert m, out.stdout
+    # A proxied request is tens of thousands of instructions (release) to a few hundred
+    # thousand (debug); a figure outside that means the window or the division is wrong.
+    assert 10_000 < int(m.group(1).replace(",", "")) < 5_000_000, out.stdout
+    assert "PROGRAM TOTALS" in out.stdout  # INSTR_TOP's per-function table
+    assert list((tmp_path / "work" / "callgrind").glob("gateway-plain.callgrind.out.*"))
+    # Nothing it started is left running.
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
+def test_instruction_counter_rejects_an_unknown_row():
+    out = subprocess.run([sys.executable, str(BENCH / "instructions.py"), "envoy"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown row" in out.stderr

@@ -1,0 +1,183 @@
+"""Instructions per request, counted by callgrind: the noise-free companion of `harness.py`.
+
+Wall-clock figures on a shared 2-core machine move by ±10% between rounds; an instruction count
+for the same binary, config and requests does not move at all. This is how a change to the hot
+path is judged before it is benchmarked:
+
+    .venv/bin/python bench/instructions.py                 # pingora-bare, gateway-plain, gateway-policy
+    .venv/bin/python bench/instructions.py gateway-plain   # one row
+    INSTR_REQUESTS=5000 INSTR_TOP=25 .venv/bin/python bench/instructions.py gateway-plain
+
+For each row: the origin (nginx) starts, the row starts under `valgrind --tool=callgrind` with
+collection off, a warm-up of requests runs (connections, caches, the verified-token cache, lazy
+statics), then collection is switched on for exactly INSTR_REQUESTS requests sent over one
+keep-alive connection (the same bytes wrk sends: `Host` and the bearer token), switched off and
+dumped. Instructions per request = the dump's total ÷ requests. Everything the process does in
+that window counts, background threads included (the access-log writer, the OTLP exporter), so
+the figure is the request's whole cost, as CPU µs/request is in the harness.
+
+The release binaries are used as built (`bench/run.sh` builds them; `GATEWAY_BIN` and
+`BARE_PINGORA_BIN` choose others). Output files stay in `bench/results/work/callgrind/` for
+`callgrind_annotate`. Each row takes about a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+import render  # noqa: E402
+
+ROWS = ["pingora-bare", "gateway-plain", "gateway-policy"]
+_TOTALS = re.compile(r"^totals:\s+(\d+)", re.M)
+
+
+def request_bytes(port: int, token: str, path: str = render.SMALL_PATH) -> bytes:
+    """What wrk sends for one request."""
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n").encode()
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> int:
+    """Reads one Content-Length-framed response off `sock`; returns its status."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before a response head")
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    if not m:
+        raise ValueError(f"response without Content-Length: {head[:200]!r}")
+    need = int(m.group(1))
+    body = bytearray(rest)
+    while len(body) < need:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed mid-body")
+        body += chunk
+    buf[:] = body[need:]
+    return status
+
+
+def send_requests(port: int, token: str, n: int) -> None:
+    """`n` requests, one at a time, on one keep-alive connection; every answer must be 200."""
+    req = request_bytes(port, token)
+    buf = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for i in range(n):
+            sock.sendall(req)
+            status = read_response(sock, buf)
+            if status != 200:
+                raise RuntimeError(f"request {i + 1} of {n} answered {status}")
+
+
+def callgrind_total(out: Path) -> int:
+    m = _TOTALS.search(out.read_text(errors="replace"))
+    if not m:
+        raise RuntimeError(f"no totals in {out}")
+    return int(m.group(1))
+
+
+def print_top(out_dir: Path, row: str, top: int, requests: int) -> None:
+    """The `top` functions by their own (exclusive) instructions, per request."""
+    for dump in sorted(out_dir.glob(f"{row}.callgrind.out.*")):
+        out = subprocess.run(["callgrind_annotate", "--inclusive=no", str(dump)],
+                             capture_output=True, text=True, check=False).stdout
+        lines = [ln for ln in out.splitlines() if re.match(r"^\s*[\d,]+ \(", ln)]
+        for ln in lines[:top]:
+            count, _, rest = ln.strip().partition(" ")
+            print(f"    {int(count.replace(',', '')) / requests:>9,.0f}  {rest.strip()[:150]}")
+
+
+def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: Path,
+                requests: int, warmup: int, env: dict[str, str]) -> float:
+    out = out_dir / f"{row}.callgrind.out"
+    for old in out_dir.glob(f"{row}.callgrind.out*"):
+        old.unlink()
+    argv = harness.command_for(row, prep, s)
+    argv = argv[3:] if argv[0] == "taskset" else argv  # valgrind serialises threads anyway
+    proc = harness.Proc(row, [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        *argv,
+    ], prep.work / "logs" / f"{row}.callgrind.log", env)
+    try:
+        port = prep.ports.of_row(row)
+        auth = {"Authorization": f"Bearer {prep.token}"}
+        harness.wait_ready(port, render.SMALL_PATH, auth, proc, limit=120.0)
+        send_requests(port, prep.token, warmup)
+        control = ["callgrind_control"]
+        subprocess.run([*control, "-i", "on", str(proc.p.pid)], check=True, capture_output=True)
+        send_requests(port, prep.token, requests)
+        subprocess.run([*control, "-i", "off", str(proc.p.pid)], check=True, capture_output=True)
+        subprocess.run([*control, "-d", str(proc.p.pid)], check=True, capture_output=True)
+    finally:
+        proc.stop()
+    dumps = sorted(out_dir.glob(f"{row}.callgrind.out.*"))  # the `-d` dumps
+    total = sum(callgrind_total(d) for d in dumps)
+    return total / requests
+
+
+def main() -> int:
+    rows = sys.argv[1:] or ROWS
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        print(f"instructions: unknown row(s) {unknown}; rows: {ROWS}", file=sys.stderr)
+        return 2
+    for tool in ("valgrind", "callgrind_control", "nginx"):
+        if not shutil.which(tool):
+            print(f"instructions: `{tool}` is not installed", file=sys.stderr)
+            return 2
+    s = harness.Settings.from_env()
+    requests = int(os.environ.get("INSTR_REQUESTS", "2000"))
+    warmup = int(os.environ.get("INSTR_WARMUP", "500"))
+    top = int(os.environ.get("INSTR_TOP", "0"))
+    work = s.out_dir / "work"
+    out_dir = work / "callgrind"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = render.prepare(work, render.allocate_ports())
+    env = dict(os.environ)
+    helpers = {"origin": harness.Proc("origin", harness.command_for("origin", prep, s),
+                                      work / "logs" / "origin.log", env)}
+    if "gateway-policy" in rows:
+        if not s.otlp_receiver_bin.exists():
+            print(f"instructions: {s.otlp_receiver_bin} is missing "
+                  "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
+            return 2
+        helpers["otlp-receiver"] = harness.Proc("otlp-receiver", [
+            str(s.otlp_receiver_bin), "--grpc", f"127.0.0.1:{prep.ports.otlp_grpc}",
+            "--http", f"127.0.0.1:{prep.ports.otlp_http}", "--out", os.devnull,
+        ], work / "logs" / "otlp-receiver.log", env)
+    figures = {}
+    try:
+        harness.wait_ready(prep.ports.origin, render.SMALL_PATH, {}, helpers["origin"])
+        for row in rows:
+            t0 = time.monotonic()
+            figures[row] = measure_row(row, prep, s, out_dir, requests, warmup, env)
+            print(f"instructions: {row:15} {figures[row]:>10,.0f} instructions/request "
+                  f"({requests} requests, {time.monotonic() - t0:.0f}s)", flush=True)
+            if top:
+                print_top(out_dir, row, top, requests)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for proc in helpers.values():
+            proc.stop()
+    if "pingora-bare" in figures:
+        base = figures["pingora-bare"]
+        for row, v in figures.items():
+            print(f"instructions: {row:15} {v / base:5.2f}× bare pingora")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
