@@ -39,6 +39,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
+static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
 // The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
 // str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
 const XFF_WIRE: &str = "X-Forwarded-For";
@@ -152,9 +154,15 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
-        ctx.trace = start_trace(&self.shared.telemetry, session, ctx);
+        let admitted = {
+            let req = session.req_header();
+            let mut host_buf = String::new();
+            let host = routing::request_host(&req.uri, &req.headers, &mut host_buf);
+            ctx.trace = start_trace(&self.shared.telemetry, session, ctx, host);
+            admit(session, ctx, host)
+        };
         // Cheapest rejection first; rate limiting needs the route and the verified identity.
-        let admitted = match admit(session, ctx) {
+        let admitted = match admitted {
             Ok(()) => match authenticate(session, ctx).await {
                 Ok(()) => rate_limit(session, ctx).await,
                 Err(e) => Err(e),
@@ -488,13 +496,13 @@ fn start_trace(
     telemetry: &observability::Telemetry,
     session: &Session,
     ctx: &RequestCtx,
+    host: Option<&str>,
 ) -> RequestTrace {
     let req = session.req_header();
-    let mut host_buf = String::new();
     let facts = ServerFacts {
         method: &req.method,
         path: req.uri.path(),
-        host: routing::request_host(&req.uri, &req.headers, &mut host_buf),
+        host,
         client_ip: ctx.client_ip,
         http_version: req.version,
         user_agent: req
@@ -514,17 +522,19 @@ fn start_trace(
 /// `traceparent` of the attempt's client span; `tracestate` only when the caller's trace was
 /// continued (a client's tracestate without a valid traceparent belongs to no trace).
 fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
+    // The client's headers are looked up by a parsed `HeaderName` before any removal: a removal
+    // by `&str` parses the name and probes both maps, and most requests carry neither header.
     match trace.traceparent() {
         Some(tp) => req.insert_header(TRACEPARENT_WIRE, tp)?,
-        None => {
-            req.remove_header(TRACEPARENT_WIRE);
+        None if req.headers.contains_key(&TRACEPARENT) => {
+            req.remove_header(&TRACEPARENT);
         }
+        None => {}
     }
     match trace.tracestate().filter(|_| trace.continued()) {
         Some(ts) => req.insert_header(TRACESTATE_WIRE, ts)?,
-        // Looked up first: a removal costs two hash-map lookups, and most requests have none.
-        None if req.headers.contains_key(TRACESTATE_WIRE) => {
-            req.remove_header(TRACESTATE_WIRE);
+        None if req.headers.contains_key(&TRACESTATE) => {
+            req.remove_header(&TRACESTATE);
         }
         None => {}
     }
@@ -539,7 +549,7 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
         time: Line::time_now(),
         request_id: &ctx.request_id,
         trace_id,
-        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        client_ip: ctx.client_ip.map(forwarding::ip_text),
         method: crate::metrics::method_label(&req.method),
         route: ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or(""),
         path: ctx.path.as_deref().unwrap_or(req.uri.path()),
@@ -549,7 +559,7 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
             .as_ref()
             .map(|u| u.spec.name.as_str())
             .unwrap_or(""),
-        target: ctx.target.as_ref().map(|t| t.addr.to_string()),
+        target: ctx.target.as_ref().map(|t| t.addr_text.as_str()),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         bytes_sent: session.as_downstream().body_bytes_sent(),
         bytes_received: session.as_downstream().body_bytes_read(),
@@ -622,19 +632,18 @@ fn fallback_of<'a>(
     rt.upstreams.get(name)
 }
 
-/// Admission, in order: framing → path normalisation → route.
-fn admit(session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+/// Admission, in order: framing → path normalisation → route. `host`: `routing::request_host`.
+fn admit(session: &Session, ctx: &mut RequestCtx, host: Option<&str>) -> Result<(), GatewayError> {
     if has_content_length_and_chunked(session) {
         return Err(GatewayError::AmbiguousFraming);
     }
     let req = session.req_header();
     let normalised = path::normalize(req.uri.path(), ctx.rt.loaded.config.encoded_slashes)
         .map_err(GatewayError::BadPath)?;
-    let mut host_buf = String::new();
     let facts = RequestFacts {
         method: &req.method,
         path: &normalised,
-        host: routing::request_host(&req.uri, &req.headers, &mut host_buf),
+        host,
         headers: &req.headers,
     };
     let route = ctx

@@ -151,7 +151,7 @@ pub fn request_host<'a>(
             .map(|(h, _)| &raw[..h.len() + 1])
             .unwrap_or(raw)
     } else {
-        raw.split(':').next().unwrap_or(raw)
+        raw.split_once(':').map_or(raw, |(host, _port)| host)
     };
     if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
         *buf = without_port.to_ascii_lowercase();

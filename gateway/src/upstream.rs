@@ -35,6 +35,8 @@ pub struct Target {
     /// As written in the config (`127.0.0.1:8002`, `payments:8080`): the metric label.
     pub name: String,
     pub addr: SocketAddr,
+    /// `addr` as text (`127.0.0.1:8002`), formatted once: the access log writes it per request.
+    pub addr_text: String,
     pub breaker: Option<Breaker>,
     /// Statuses recorded as breaker failures.
     failure_statuses: Option<StatusSet>,
@@ -252,6 +254,7 @@ fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<M
     Target {
         name: name.to_string(),
         addr,
+        addr_text: addr.to_string(),
         breaker,
         failure_statuses: spec
             .circuit_breaker

@@ -46,7 +46,7 @@ pub struct Line<'a> {
     pub upstream: &'a str,
     /// `ip:port` of the last upstream attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    pub target: Option<&'a str>,
     pub duration_ms: f64,
     pub bytes_sent: usize,
     pub bytes_received: usize,
@@ -211,7 +211,7 @@ mod tests {
                 path: &path,
                 status: 200,
                 upstream: "u",
-                target: Some("127.0.0.1:1".into()),
+                target: Some("127.0.0.1:1"),
                 duration_ms: 1.0,
                 bytes_sent: 1,
                 bytes_received: 0,

@@ -12,7 +12,6 @@
 //!   again (rounded up).
 //! - `Retry-After` (on 429): seconds until the refusing policy admits again (rounded up, ≥ 1).
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use super::Decision;
@@ -58,20 +57,34 @@ pub fn ceil_secs(d: Duration) -> u64 {
     if d.subsec_nanos() > 0 { s + 1 } else { s }
 }
 
+/// Built with `push_str` and `itoa`, not `write!`: this runs on every limited request, and the
+/// formatting machinery was a visible part of its cost.
 pub fn fields(seen: &[(&LimitPolicy, Decision)]) -> Fields {
-    let mut policy = String::new();
-    let mut limit = String::new();
+    let mut policy = String::with_capacity(32 * seen.len());
+    let mut limit = String::with_capacity(32 * seen.len());
+    let mut num = itoa::Buffer::new();
     for (i, (p, d)) in seen.iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
+        if i > 0 {
+            policy.push_str(", ");
+            limit.push_str(", ");
+        }
         let (q, w) = quota_window(p);
-        let _ = write!(policy, "{sep}\"{}\";q={q};w={w}", p.name);
-        let _ = write!(
-            limit,
-            "{sep}\"{}\";r={};t={}",
-            p.name,
-            d.remaining,
-            ceil_secs(d.reset)
-        );
+        for (out, first, second) in [
+            (&mut policy, (";q=", q), (";w=", w)),
+            (
+                &mut limit,
+                (";r=", d.remaining),
+                (";t=", ceil_secs(d.reset)),
+            ),
+        ] {
+            out.push('"');
+            out.push_str(&p.name);
+            out.push('"');
+            for (key, value) in [first, second] {
+                out.push_str(key);
+                out.push_str(num.format(value));
+            }
+        }
     }
     Fields { policy, limit }
 }

@@ -525,3 +525,40 @@ async fn each_upstream_attempt_is_its_own_client_span() {
     let tp = seen["headers"]["traceparent"].as_str().unwrap();
     assert_eq!(tp.split('-').nth(2).unwrap(), resent["span_id"]);
 }
+
+/// Without an `observability:` block nothing is exported, but trace context is still honoured
+/// (the plain route of the benchmark takes this path): a valid caller's trace is continued with
+/// the gateway's own span id and its `tracestate`; an invalid one is replaced and its
+/// `tracestate` dropped.
+#[tokio::test]
+async fn without_observability_trace_context_is_still_continued_or_replaced() {
+    let echo = Echo::start("a").await;
+    let gw = Gateway::start(&one_route(&echo.addr())).await;
+    let incoming = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01");
+    let (status, seen) = get_json(
+        &gw.url("/continued"),
+        &[("traceparent", &incoming), ("tracestate", "vendor=abc")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(tp.starts_with(&format!("00-{INCOMING_TRACE}-")), "{tp}");
+    assert!(
+        !tp.contains(INCOMING_SPAN),
+        "the gateway names its own span: {tp}"
+    );
+    assert_eq!(seen["headers"]["tracestate"], "vendor=abc");
+
+    let (status, seen) = get_json(
+        &gw.url("/replaced"),
+        &[
+            ("traceparent", "not-a-traceparent"),
+            ("tracestate", "vendor=abc"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert_eq!(tp.len(), 55, "a new trace: {tp}");
+    assert!(seen["headers"].get("tracestate").is_none(), "{seen}");
+}
