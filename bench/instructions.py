@@ -1,24 +1,24 @@
 """Instructions per request, counted by callgrind: the noise-free companion of `harness.py`.
 
 Wall-clock figures on a shared 2-core machine move by ±10% between rounds; an instruction count
-for the same binary, config and requests does not move at all. This is how a change to the hot
+for the same binary, config and requests moves by under 0.5%. This is how a change to the hot
 path is judged before it is benchmarked:
 
     .venv/bin/python bench/instructions.py                 # pingora-bare, gateway-plain, gateway-policy
     .venv/bin/python bench/instructions.py gateway-plain   # one row
     INSTR_REQUESTS=5000 INSTR_TOP=25 .venv/bin/python bench/instructions.py gateway-plain
 
-For each row: the origin (nginx) starts, the row starts under `valgrind --tool=callgrind` with
-collection off, a warm-up of requests runs (connections, caches, the verified-token cache, lazy
-statics), then collection is switched on for exactly INSTR_REQUESTS requests sent over one
-keep-alive connection (the same bytes wrk sends: `Host` and the bearer token), switched off and
-dumped. Instructions per request = the dump's total ÷ requests. Everything the process does in
+For each row: the origin (nginx) starts, the row starts under `valgrind --tool=callgrind`
+with instrumentation off, a warm-up of requests runs (connections, caches, the verified-token
+cache, lazy statics), then instrumentation is switched on for exactly INSTR_REQUESTS requests
+sent over one keep-alive connection (the same bytes wrk sends: `Host` and the bearer token),
+switched off and dumped. Instructions per request = the dump's total ÷ requests. Everything the process does in
 that window counts, background threads included (the access-log writer, the OTLP exporter), so
 the figure is the request's whole cost, as CPU µs/request is in the harness.
 
 The release binaries are used as built (`bench/run.sh` builds them; `GATEWAY_BIN` and
 `BARE_PINGORA_BIN` choose others). Output files stay in `bench/results/work/callgrind/` for
-`callgrind_annotate`. Each row takes about a minute.
+`callgrind_annotate`. Each row takes 10–20 seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,16 +70,17 @@ def read_response(sock: socket.socket, buf: bytearray) -> int:
     return status
 
 
-def send_requests(port: int, token: str, n: int) -> None:
-    """`n` requests, one at a time, on one keep-alive connection; every answer must be 200."""
+def send_requests(sock: socket.socket, port: int, token: str, n: int) -> None:
+    """`n` requests, one at a time, on the keep-alive connection `sock`; each must get 200."""
     req = request_bytes(port, token)
     buf = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        for i in range(n):
-            sock.sendall(req)
-            status = read_response(sock, buf)
-            if status != 200:
-                raise RuntimeError(f"request {i + 1} of {n} answered {status}")
+    for i in range(n):
+        sock.sendall(req)
+        status = read_response(sock, buf)
+        if status != 200:
+            raise RuntimeError(f"request {i + 1} of {n} answered {status}")
+        if buf:
+            raise RuntimeError(f"request {i + 1} of {n}: bytes after the response")
 
 
 def callgrind_total(out: Path) -> int:
@@ -93,7 +95,8 @@ def print_top(out_dir: Path, row: str, top: int, requests: int) -> None:
     for dump in sorted(out_dir.glob(f"{row}.callgrind.out.*")):
         out = subprocess.run(["callgrind_annotate", "--inclusive=no", str(dump)],
                              capture_output=True, text=True, check=False).stdout
-        lines = [ln for ln in out.splitlines() if re.match(r"^\s*[\d,]+ \(", ln)]
+        lines = [ln for ln in out.splitlines()
+                 if re.match(r"^\s*[\d,]+ \(", ln) and "PROGRAM TOTALS" not in ln]
         for ln in lines[:top]:
             count, _, rest = ln.strip().partition(" ")
             print(f"    {int(count.replace(',', '')) / requests:>9,.0f}  {rest.strip()[:150]}")
@@ -103,9 +106,10 @@ def software_sha256(out_dir: Path, row: str) -> int:
     """Instructions spent in `sha2`'s SHA-256 compression (inclusive), over the row's dumps.
 
     valgrind does not emulate the SHA-NI instructions, so under callgrind `sha2` takes its
-    portable path: ~45,000 instructions for the 713-byte token the verified-token cache hashes,
-    where the native run (SHA-NI on this machine's CPU) spends about a microsecond. Reported
-    apart so the figure is not mistaken for a cost of the real process.
+    portable path: ~45,000 instructions for the 713-byte token the verified-token cache hashes
+    (and a few for the Redis limiter's bucket keys, when configured), where the native run
+    (SHA-NI on this machine's CPU) spends about a microsecond. Reported apart so the figure is
+    not mistaken for a cost of the real process.
     """
     total = 0
     for dump in sorted(out_dir.glob(f"{row}.callgrind.out.*")):
@@ -134,17 +138,25 @@ def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: P
         port = prep.ports.of_row(row)
         auth = {"Authorization": f"Bearer {prep.token}"}
         harness.wait_ready(port, render.SMALL_PATH, auth, proc, limit=120.0)
-        send_requests(port, prep.token, warmup)
-        control = ["callgrind_control"]
-        subprocess.run([*control, "-i", "on", str(proc.p.pid)], check=True, capture_output=True)
-        send_requests(port, prep.token, requests)
-        subprocess.run([*control, "-i", "off", str(proc.p.pid)], check=True, capture_output=True)
-        subprocess.run([*control, "-d", str(proc.p.pid)], check=True, capture_output=True)
+
+        def control(*args: str) -> None:
+            # Through vgdb; bounded, so a machine where it cannot attach fails instead of hanging.
+            subprocess.run(["callgrind_control", *args, str(proc.p.pid)], check=True,
+                           capture_output=True, timeout=60)
+
+        # The connection is opened before and closed after the window: it holds requests only.
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            send_requests(sock, port, prep.token, warmup)
+            control("-i", "on")
+            send_requests(sock, port, prep.token, requests)
+            control("-i", "off")
+        control("-d")
     finally:
         proc.stop()
-    dumps = sorted(out_dir.glob(f"{row}.callgrind.out.*"))  # the `-d` dumps
-    total = sum(callgrind_total(d) for d in dumps)
-    return total / requests
+    dumps = sorted(out_dir.glob(f"{row}.callgrind.out.*"))  # the `-d` dump (`.1`)
+    if len(dumps) != 1:
+        raise RuntimeError(f"expected one callgrind dump for {row}, found {[d.name for d in dumps]}")
+    return callgrind_total(dumps[0]) / requests
 
 
 def main() -> int:
@@ -158,6 +170,20 @@ def main() -> int:
             print(f"instructions: `{tool}` is not installed", file=sys.stderr)
             return 2
     s = harness.Settings.from_env()
+    needed = {"gateway-plain": s.gateway_bin, "gateway-policy": s.gateway_bin,
+              "pingora-bare": s.bare_pingora_bin}
+    missing = {needed[r] for r in rows if not needed[r].exists()}
+    if "gateway-policy" in rows and not s.otlp_receiver_bin.exists():
+        missing.add(s.otlp_receiver_bin)
+    if missing:
+        print(f"instructions: missing {sorted(str(m) for m in missing)} (bench/run.sh builds "
+              "them; or set GATEWAY_BIN / BARE_PINGORA_BIN / OTLP_RECEIVER_BIN)", file=sys.stderr)
+        return 2
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
     requests = int(os.environ.get("INSTR_REQUESTS", "2000"))
     warmup = int(os.environ.get("INSTR_WARMUP", "500"))
     top = int(os.environ.get("INSTR_TOP", "0"))
@@ -169,10 +195,6 @@ def main() -> int:
     helpers = {"origin": harness.Proc("origin", harness.command_for("origin", prep, s),
                                       work / "logs" / "origin.log", env)}
     if "gateway-policy" in rows:
-        if not s.otlp_receiver_bin.exists():
-            print(f"instructions: {s.otlp_receiver_bin} is missing "
-                  "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
-            return 2
         helpers["otlp-receiver"] = harness.Proc("otlp-receiver", [
             str(s.otlp_receiver_bin), "--grpc", f"127.0.0.1:{prep.ports.otlp_grpc}",
             "--http", f"127.0.0.1:{prep.ports.otlp_http}", "--out", os.devnull,

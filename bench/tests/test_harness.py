@@ -289,15 +289,23 @@ def test_instruction_counter_measures_the_real_gateway(tmp_path):
     require("nginx")
     env = dict(os.environ, GATEWAY_BIN=str(gateway_bin()), BENCH_OUT=str(tmp_path),
                INSTR_REQUESTS="40", INSTR_WARMUP="5", INSTR_TOP="3")
-    out = subprocess.run([sys.executable, str(BENCH / "instructions.py"), "gateway-plain"],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    m = re.search(r"gateway-plain\s+([\d,]+) instructions/request \(40 requests", out.stdout)
-    assert m, out.stdout
+    proc = subprocess.Popen([sys.executable, str(BENCH / "instructions.py"), "gateway-plain"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the tool stops what it started
+        stdout, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"instructions.py took over 300 s:\n{stdout}{stderr}")
+    assert proc.returncode == 0, stdout + stderr
+    m = re.search(r"gateway-plain\s+([\d,]+) instructions/request \(40 requests", stdout)
+    assert m, stdout
     # A proxied request is tens of thousands of instructions (release) to a few hundred
     # thousand (debug); a figure outside that means the window or the division is wrong.
-    assert 10_000 < int(m.group(1).replace(",", "")) < 5_000_000, out.stdout
-    assert "PROGRAM TOTALS" in out.stdout  # INSTR_TOP's per-function table
+    assert 10_000 < int(m.group(1).replace(",", "")) < 5_000_000, stdout
+    # INSTR_TOP=3: three functions, each with its instructions per request.
+    top = [ln for ln in stdout.splitlines() if re.match(r"^ {4}\s*[\d,]+  \S", ln)]
+    assert len(top) == 3, stdout
     assert list((tmp_path / "work" / "callgrind").glob("gateway-plain.callgrind.out.*"))
     # Nothing it started is left running.
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
@@ -308,3 +316,11 @@ def test_instruction_counter_rejects_an_unknown_row():
     out = subprocess.run([sys.executable, str(BENCH / "instructions.py"), "envoy"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "unknown row" in out.stderr
+
+
+def test_instruction_counter_refuses_missing_binaries_before_starting_anything(tmp_path):
+    env = dict(os.environ, GATEWAY_BIN=str(tmp_path / "no-such-gateway"), BENCH_OUT=str(tmp_path))
+    out = subprocess.run([sys.executable, str(BENCH / "instructions.py"), "gateway-plain"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2 and "no-such-gateway" in out.stderr, out.stderr
+    assert not (tmp_path / "work").exists(), "nothing prepared, nothing started"

@@ -523,7 +523,7 @@ fn start_trace(
 /// continued (a client's tracestate without a valid traceparent belongs to no trace).
 fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
     // The client's headers are looked up by a parsed `HeaderName` before any removal: a removal
-    // by `&str` parses the name and probes both maps, and most requests carry neither header.
+    // by `&str` parses the name first, and most requests carry neither header.
     match trace.traceparent() {
         Some(tp) => req.insert_header(TRACEPARENT_WIRE, tp)?,
         None if req.headers.contains_key(&TRACEPARENT) => {
