@@ -235,6 +235,18 @@ class Proc:
             return ""
 
 
+def missing_binaries(rows: list[str], s: Settings) -> list[str]:
+    """What the rows need that is not built, each with the command that builds it."""
+    needed = []
+    if any(r in GATEWAY_ROWS for r in rows):
+        needed.append((s.gateway_bin, "cargo build --release -p gateway"))
+    if "gateway-policy" in rows:  # its traces go to a real receiver
+        needed.append((s.otlp_receiver_bin, "cargo build --release -p testkit --bin otlp-receiver"))
+    if "pingora-bare" in rows:
+        needed.append((s.bare_pingora_bin, "cargo build --release -p gateway --example bare_pingora"))
+    return [f"{path} is missing ({build})" for path, build in needed if not path.exists()]
+
+
 def command_for(row: str, prep: render.Prepared, s: Settings) -> list[str]:
     if row in ("origin", "nginx"):
         cfg = str(prep.configs[row])
@@ -609,16 +621,8 @@ def main() -> int:
     scenarios = [sc for sc in SCENARIOS if sc.name in s.scenarios]
     rows_needed = [r for r in ROWS if r in s.rows and any(r in sc.rows for sc in scenarios)]
     need_pool = any(sc.tokens == "pool" for sc in scenarios)
-    if any(r.startswith("gateway") for r in rows_needed) and not s.gateway_bin.exists():
-        print(f"bench: {s.gateway_bin} is missing (cargo build --release -p gateway)", file=sys.stderr)
-        return 2
-    if "gateway-policy" in rows_needed and not s.otlp_receiver_bin.exists():
-        print(f"bench: {s.otlp_receiver_bin} is missing "
-              "(cargo build --release -p testkit --bin otlp-receiver)", file=sys.stderr)
-        return 2
-    if "pingora-bare" in rows_needed and not s.bare_pingora_bin.exists():
-        print(f"bench: {s.bare_pingora_bin} is missing "
-              "(cargo build --release -p gateway --example bare_pingora)", file=sys.stderr)
+    for missing in missing_binaries(rows_needed, s):
+        print(f"bench: {missing}", file=sys.stderr)
         return 2
 
     work = s.out_dir / "work"

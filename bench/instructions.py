@@ -90,20 +90,27 @@ def callgrind_total(out: Path) -> int:
     return int(m.group(1))
 
 
-def print_top(out_dir: Path, row: str, top: int, requests: int) -> None:
+def annotated(dump: Path, inclusive: bool) -> list[tuple[int, str]]:
+    """`callgrind_annotate`'s per-function lines of `dump`: (instructions, function), costliest
+    first, without the PROGRAM TOTALS line."""
+    out = subprocess.run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}",
+                          str(dump)], capture_output=True, text=True, check=False).stdout
+    lines = []
+    for ln in out.splitlines():
+        m = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$", ln)
+        if m and "PROGRAM TOTALS" not in ln:
+            lines.append((int(m.group(1).replace(",", "")), m.group(2)))
+    return lines
+
+
+def print_top(dump: Path, top: int, requests: int) -> None:
     """The `top` functions by their own (exclusive) instructions, per request."""
-    for dump in sorted(out_dir.glob(f"{row}.callgrind.out.*")):
-        out = subprocess.run(["callgrind_annotate", "--inclusive=no", str(dump)],
-                             capture_output=True, text=True, check=False).stdout
-        lines = [ln for ln in out.splitlines()
-                 if re.match(r"^\s*[\d,]+ \(", ln) and "PROGRAM TOTALS" not in ln]
-        for ln in lines[:top]:
-            count, _, rest = ln.strip().partition(" ")
-            print(f"    {int(count.replace(',', '')) / requests:>9,.0f}  {rest.strip()[:150]}")
+    for count, function in annotated(dump, inclusive=False)[:top]:
+        print(f"    {count / requests:>9,.0f}  {function[:150]}")
 
 
-def software_sha256(out_dir: Path, row: str) -> int:
-    """Instructions spent in `sha2`'s SHA-256 compression (inclusive), over the row's dumps.
+def software_sha256(dump: Path) -> int:
+    """Instructions spent in `sha2`'s SHA-256 compression (inclusive).
 
     valgrind does not emulate the SHA-NI instructions, so under callgrind `sha2` takes its
     portable path: ~45,000 instructions for the 713-byte token the verified-token cache hashes
@@ -111,20 +118,13 @@ def software_sha256(out_dir: Path, row: str) -> int:
     (SHA-NI on this machine's CPU) spends about a microsecond. Reported apart so the figure is
     not mistaken for a cost of the real process.
     """
-    total = 0
-    for dump in sorted(out_dir.glob(f"{row}.callgrind.out.*")):
-        out = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(dump)],
-                             capture_output=True, text=True, check=False).stdout
-        for ln in out.splitlines():
-            m = re.match(r"^\s*([\d,]+) \(.*sha2::sha256::compress256 \[", ln)
-            if m:
-                total += int(m.group(1).replace(",", ""))
-                break
-    return total
+    return next((count for count, function in annotated(dump, inclusive=True)
+                 if "sha2::sha256::compress256 [" in function), 0)
 
 
 def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: Path,
-                requests: int, warmup: int, env: dict[str, str]) -> float:
+                requests: int, warmup: int, env: dict[str, str]) -> Path:
+    """Runs `row` under callgrind for the window; returns its one dump."""
     out = out_dir / f"{row}.callgrind.out"
     for old in out_dir.glob(f"{row}.callgrind.out*"):
         old.unlink()
@@ -156,7 +156,7 @@ def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: P
     dumps = sorted(out_dir.glob(f"{row}.callgrind.out.*"))  # the `-d` dump (`.1`)
     if len(dumps) != 1:
         raise RuntimeError(f"expected one callgrind dump for {row}, found {[d.name for d in dumps]}")
-    return callgrind_total(dumps[0]) / requests
+    return dumps[0]
 
 
 def main() -> int:
@@ -170,14 +170,12 @@ def main() -> int:
             print(f"instructions: `{tool}` is not installed", file=sys.stderr)
             return 2
     s = harness.Settings.from_env()
-    needed = {"gateway-plain": s.gateway_bin, "gateway-policy": s.gateway_bin,
-              "pingora-bare": s.bare_pingora_bin}
-    missing = {needed[r] for r in rows if not needed[r].exists()}
-    if "gateway-policy" in rows and not s.otlp_receiver_bin.exists():
-        missing.add(s.otlp_receiver_bin)
+    missing = harness.missing_binaries(rows, s)
     if missing:
-        print(f"instructions: missing {sorted(str(m) for m in missing)} (bench/run.sh builds "
-              "them; or set GATEWAY_BIN / BARE_PINGORA_BIN / OTLP_RECEIVER_BIN)", file=sys.stderr)
+        for m in missing:
+            print(f"instructions: {m}", file=sys.stderr)
+        print("instructions: bench/run.sh builds them; GATEWAY_BIN / BARE_PINGORA_BIN / "
+              "OTLP_RECEIVER_BIN choose others", file=sys.stderr)
         return 2
 
     def on_signal(signum, frame):  # noqa: ARG001
@@ -204,14 +202,15 @@ def main() -> int:
         harness.wait_ready(prep.ports.origin, render.SMALL_PATH, {}, helpers["origin"])
         for row in rows:
             t0 = time.monotonic()
-            figures[row] = measure_row(row, prep, s, out_dir, requests, warmup, env)
-            sha = software_sha256(out_dir, row) / requests
+            dump = measure_row(row, prep, s, out_dir, requests, warmup, env)
+            figures[row] = callgrind_total(dump) / requests
+            sha = software_sha256(dump) / requests
             print(f"instructions: {row:15} {figures[row]:>10,.0f} instructions/request "
                   f"({requests} requests, {time.monotonic() - t0:.0f}s)"
                   + (f"; of which {sha:,.0f} software SHA-256 (SHA-NI natively)" if sha else ""),
                   flush=True)
             if top:
-                print_top(out_dir, row, top, requests)
+                print_top(dump, top, requests)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -522,23 +522,23 @@ fn start_trace(
 /// `traceparent` of the attempt's client span; `tracestate` only when the caller's trace was
 /// continued (a client's tracestate without a valid traceparent belongs to no trace).
 fn set_trace_headers(req: &mut RequestHeader, trace: &RequestTrace) -> Result<()> {
-    // The client's headers are looked up by a parsed `HeaderName` before any removal: a removal
-    // by `&str` parses the name first, and most requests carry neither header.
     match trace.traceparent() {
         Some(tp) => req.insert_header(TRACEPARENT_WIRE, tp)?,
-        None if req.headers.contains_key(&TRACEPARENT) => {
-            req.remove_header(&TRACEPARENT);
-        }
-        None => {}
+        None => remove_if_present(req, &TRACEPARENT),
     }
     match trace.tracestate().filter(|_| trace.continued()) {
         Some(ts) => req.insert_header(TRACESTATE_WIRE, ts)?,
-        None if req.headers.contains_key(&TRACESTATE) => {
-            req.remove_header(&TRACESTATE);
-        }
-        None => {}
+        None => remove_if_present(req, &TRACESTATE),
     }
     Ok(())
+}
+
+/// Looked up by a parsed `HeaderName` before any removal: a removal parses and probes more, and
+/// most requests carry none of the headers this is called for.
+fn remove_if_present(req: &mut RequestHeader, name: &HeaderName) {
+    if req.headers.contains_key(name) {
+        req.remove_header(name);
+    }
 }
 
 /// The access-log line of a finished request.

@@ -194,10 +194,8 @@ async fn drain<T: Send, S: BatchSink<T>>(mut rx: mpsc::Receiver<Msg<T>>, mut sin
     loop {
         // Senders do not wake this task; only the tick does (`try_recv` waits for nothing).
         tokio::time::sleep(DRAIN_TICK).await;
-        let full_at = match rx.len() + batch.len() >= MAX_BATCH {
-            true => MAX_BATCH,
-            false => SMALL_BATCH,
-        };
+        let backlog = rx.len() + batch.len() >= MAX_BATCH;
+        let full_at = if backlog { MAX_BATCH } else { SMALL_BATCH };
         loop {
             match rx.try_recv() {
                 Ok(Msg::Span(span)) => {
