@@ -13,6 +13,9 @@ cargo fmt --all --check
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "cargo doc (warnings, e.g. broken intra-doc links, are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 say "building the binaries the tests run"
 cargo build --workspace --bins --locked
 

@@ -10,15 +10,22 @@
 //! | `/admin/routes` | routes in precedence order, with their match, upstreams and rewrite |
 //! | `/admin/upstreams` | every upstream's targets with their health and circuit breaker, and its retry budget |
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::config::model::{HostMatch, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget};
+use crate::breaker;
+use crate::config::model::{
+    HostMatch, LoadBalancing, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
+};
+use crate::health::HealthSnapshot;
+use crate::retry_budget::BudgetSnapshot;
 use crate::state::Shared;
 use crate::upstream::Upstream;
 
@@ -51,30 +58,30 @@ impl AdminApp {
                 .unwrap_or_default(),
             "/admin/config" => {
                 let rt = self.shared.runtime();
-                json_response(json!({
-                    "path": rt.loaded.path.display().to_string(),
-                    "hash": rt.loaded.hash,
-                    "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
-                    "last_reload_error": self.shared.last_reload_error(),
+                json_response(&ConfigView {
+                    path: rt.loaded.path.display().to_string(),
+                    hash: &rt.loaded.hash,
+                    loaded_at: humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
+                    last_reload_error: self.shared.last_reload_error(),
                     // A `redis_url` may carry a password: masked.
-                    "source": crate::ratelimit::redis::mask_url_passwords(&rt.loaded.source),
-                }))
+                    source: crate::ratelimit::redis::mask_url_passwords(&rt.loaded.source),
+                })
             }
             "/admin/routes" => {
                 let rt = self.shared.runtime();
-                let routes: Vec<_> = rt.routes.iter().map(|r| route_json(r)).collect();
-                json_response(json!({ "hash": rt.loaded.hash, "routes": routes }))
+                json_response(&RoutesView {
+                    hash: &rt.loaded.hash,
+                    routes: rt.routes.iter().map(|r| RouteView::of(r)).collect(),
+                })
             }
             "/admin/upstreams" => {
                 let rt = self.shared.runtime();
-                let mut names: Vec<&String> = rt.upstreams.keys().collect();
-                names.sort();
-                let upstreams: Vec<_> = names
-                    .into_iter()
-                    .filter_map(|n| rt.upstreams.get(n))
-                    .map(|u| upstream_json(u))
-                    .collect();
-                json_response(json!({ "hash": rt.loaded.hash, "upstreams": upstreams }))
+                let mut upstreams: Vec<&Upstream> = rt.upstreams.values().map(|u| &**u).collect();
+                upstreams.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+                json_response(&UpstreamsView {
+                    hash: &rt.loaded.hash,
+                    upstreams: upstreams.into_iter().map(UpstreamView::of).collect(),
+                })
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -89,113 +96,268 @@ impl ServeHttp for AdminApp {
     }
 }
 
-/// A route as JSON (shared by `/admin/routes` and `gateway explain --json`).
-pub fn route_json(r: &RouteSpec) -> serde_json::Value {
-    let path = match &r.matcher.path {
-        PathMatch::Any => json!(null),
-        PathMatch::Prefix(p) => json!({ "path_prefix": p }),
-        PathMatch::Exact(p) => json!({ "path": p }),
-    };
-    let host = r.matcher.host.as_ref().map(|h| match h {
-        HostMatch::Exact(h) => h.clone(),
-        HostMatch::Suffix(s) => format!("*{s}"),
-    });
-    let target = match &r.target {
-        RouteTarget::Single(u) => json!({ "upstream": u }),
-        RouteTarget::Split { sides, sticky_by } => json!({
-            "split": sides.iter().map(|s| json!({ "upstream": s.upstream, "weight": s.weight })).collect::<Vec<_>>(),
-            "sticky_by": sticky_by.as_ref().map(|k| k.to_string()),
-        }),
-    };
-    let rewrite = r.rewrite.as_ref().map(|rw| match rw {
-        Rewrite::Strip { prefix } => json!({ "strip_prefix": prefix }),
-        Rewrite::Replace { prefix, to } => {
-            json!({ "prefix_rewrite": { "from": prefix, "to": to } })
-        }
-    });
-    json!({
-        "name": r.name,
-        "line": r.line,
-        "match": {
-            "path": path,
-            "host": host,
-            "methods": r.matcher.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>()),
-            "headers": r.matcher.headers.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        },
-        "target": target,
-        "rewrite": rewrite,
-        "auth": auth_json(&r.auth),
-        "fallback": r.fallback,
-    })
+/// `/admin/config`.
+#[derive(Serialize)]
+struct ConfigView<'a> {
+    path: String,
+    hash: &'a str,
+    loaded_at: String,
+    last_reload_error: Option<String>,
+    source: String,
 }
 
-/// One upstream's live state for `/admin/upstreams`.
-fn upstream_json(u: &Upstream) -> serde_json::Value {
-    let spec = &u.spec;
-    let targets: Vec<_> = u
-        .targets
-        .iter()
-        .map(|t| {
-            let breaker = t.breaker.as_ref().map(|b| b.snapshot());
-            // From the same snapshot the response shows, not a second read of the breaker.
-            let available =
-                crate::upstream::available(t.health.is_healthy(), breaker.map(|b| b.state));
-            json!({
-                "target": t.name,
-                "address": t.addr.to_string(),
-                "available": available,
-                "health": t.health.snapshot(),
-                "circuit_breaker": breaker,
+/// `/admin/routes`: routes in precedence order.
+#[derive(Serialize)]
+struct RoutesView<'a> {
+    hash: &'a str,
+    routes: Vec<RouteView<'a>>,
+}
+
+#[derive(Serialize)]
+struct RouteView<'a> {
+    name: &'a str,
+    line: usize,
+    #[serde(rename = "match")]
+    matcher: MatchView<'a>,
+    target: TargetView<'a>,
+    rewrite: Option<RewriteView<'a>>,
+    auth: AuthView<'a>,
+    fallback: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct MatchView<'a> {
+    /// `null` for a route that matches every path.
+    path: Option<PathView<'a>>,
+    /// `*.example.com` for a suffix match.
+    host: Option<String>,
+    methods: Option<Vec<&'a str>>,
+    headers: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PathView<'a> {
+    PathPrefix(&'a str),
+    Path(&'a str),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TargetView<'a> {
+    Upstream(&'a str),
+    #[serde(untagged)]
+    Split {
+        split: Vec<SideView<'a>>,
+        sticky_by: Option<String>,
+    },
+}
+
+#[derive(Serialize)]
+struct SideView<'a> {
+    upstream: &'a str,
+    weight: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RewriteView<'a> {
+    StripPrefix(&'a str),
+    PrefixRewrite { from: &'a str, to: &'a str },
+}
+
+/// A route's auth rule: `"none"`, `"optional"`, `"required"`, or `{roles, scopes}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AuthView<'a> {
+    Word(&'static str),
+    Required {
+        roles: &'a [String],
+        scopes: &'a [String],
+    },
+}
+
+impl<'a> RouteView<'a> {
+    fn of(r: &'a RouteSpec) -> Self {
+        let m = &r.matcher;
+        RouteView {
+            name: &r.name,
+            line: r.line,
+            matcher: MatchView {
+                path: match &m.path {
+                    PathMatch::Any => None,
+                    PathMatch::Prefix(p) => Some(PathView::PathPrefix(p)),
+                    PathMatch::Exact(p) => Some(PathView::Path(p)),
+                },
+                host: m.host.as_ref().map(|h| match h {
+                    HostMatch::Exact(h) => h.clone(),
+                    HostMatch::Suffix(s) => format!("*{s}"),
+                }),
+                methods: m
+                    .methods
+                    .as_ref()
+                    .map(|ms| ms.iter().map(|m| m.as_str()).collect()),
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            },
+            target: match &r.target {
+                RouteTarget::Single(u) => TargetView::Upstream(u),
+                RouteTarget::Split { sides, sticky_by } => TargetView::Split {
+                    split: sides
+                        .iter()
+                        .map(|s| SideView {
+                            upstream: &s.upstream,
+                            weight: s.weight,
+                        })
+                        .collect(),
+                    sticky_by: sticky_by.as_ref().map(|k| k.to_string()),
+                },
+            },
+            rewrite: r.rewrite.as_ref().map(|rw| match rw {
+                Rewrite::Strip { prefix } => RewriteView::StripPrefix(prefix),
+                Rewrite::Replace { prefix, to } => RewriteView::PrefixRewrite { from: prefix, to },
+            }),
+            auth: match &r.auth {
+                RouteAuth::None => AuthView::Word("none"),
+                RouteAuth::Optional => AuthView::Word("optional"),
+                RouteAuth::Required { roles, scopes } if roles.is_empty() && scopes.is_empty() => {
+                    AuthView::Word("required")
+                }
+                RouteAuth::Required { roles, scopes } => AuthView::Required { roles, scopes },
+            },
+            fallback: r.fallback.as_deref(),
+        }
+    }
+}
+
+/// `/admin/upstreams`: every upstream (by name) with its settings and live state.
+#[derive(Serialize)]
+struct UpstreamsView<'a> {
+    hash: &'a str,
+    upstreams: Vec<UpstreamView<'a>>,
+}
+
+/// Durations are whole milliseconds (`_ms` fields).
+#[derive(Serialize)]
+struct UpstreamView<'a> {
+    name: &'a str,
+    load_balancing: &'static str,
+    timeouts_ms: TimeoutsView,
+    retries: RetriesView,
+    health_check: Option<HealthCheckView<'a>>,
+    circuit_breaker: Option<BreakerSpecView>,
+    targets: Vec<TargetStateView<'a>>,
+}
+
+#[derive(Serialize)]
+struct TimeoutsView {
+    connect: u64,
+    response: u64,
+    idle: u64,
+}
+
+#[derive(Serialize)]
+struct RetriesView {
+    attempts: u32,
+    backoff_ms: u64,
+    max_backoff_ms: u64,
+    budget: BudgetSnapshot,
+}
+
+#[derive(Serialize)]
+struct HealthCheckView<'a> {
+    path: &'a str,
+    interval_ms: u64,
+    timeout_ms: u64,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+}
+
+#[derive(Serialize)]
+struct BreakerSpecView {
+    failure_ratio: f64,
+    min_requests: u32,
+    window_ms: u64,
+    open_for_ms: u64,
+    max_open_for_ms: u64,
+    half_open_requests: u32,
+    failure_statuses: String,
+}
+
+/// One target's live state.
+#[derive(Serialize)]
+struct TargetStateView<'a> {
+    target: &'a str,
+    address: String,
+    available: bool,
+    health: HealthSnapshot,
+    circuit_breaker: Option<breaker::Snapshot>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<'a> UpstreamView<'a> {
+    fn of(u: &'a Upstream) -> Self {
+        let spec = &u.spec;
+        let targets = u
+            .targets
+            .iter()
+            .map(|t| {
+                let breaker = t.breaker.as_ref().map(|b| b.snapshot());
+                TargetStateView {
+                    target: &t.name,
+                    address: t.addr.to_string(),
+                    // From the same snapshot the response shows, not a second read of the
+                    // breaker.
+                    available: crate::upstream::available(
+                        t.health.is_healthy(),
+                        breaker.map(|b| b.state),
+                    ),
+                    health: t.health.snapshot(),
+                    circuit_breaker: breaker,
+                }
             })
-        })
-        .collect();
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    json!({
-        "name": spec.name,
-        "load_balancing": match spec.load_balancing {
-            crate::config::model::LoadBalancing::RoundRobin => "round_robin",
-            crate::config::model::LoadBalancing::Random => "random",
-        },
-        "timeouts_ms": {
-            "connect": ms(spec.timeouts.connect),
-            "response": ms(spec.timeouts.response),
-            "idle": ms(spec.timeouts.idle),
-        },
-        "retries": {
-            "attempts": spec.retries.attempts,
-            "backoff_ms": ms(spec.retries.backoff),
-            "max_backoff_ms": ms(spec.retries.max_backoff),
-            "budget": u.budget.snapshot(),
-        },
-        "health_check": spec.health_check.as_ref().map(|h| json!({
-            "path": h.path,
-            "interval_ms": ms(h.interval),
-            "timeout_ms": ms(h.timeout),
-            "healthy_threshold": h.healthy_threshold,
-            "unhealthy_threshold": h.unhealthy_threshold,
-        })),
-        "circuit_breaker": spec.circuit_breaker.as_ref().map(|b| json!({
-            "failure_ratio": b.config.failure_ratio,
-            "min_requests": b.config.min_requests,
-            "window_ms": ms(b.config.window),
-            "open_for_ms": ms(b.config.open_for),
-            "max_open_for_ms": ms(b.config.max_open_for),
-            "half_open_requests": b.config.half_open_requests,
-            "failure_statuses": b.failure_statuses.describe(),
-        })),
-        "targets": targets,
-    })
-}
-
-/// A route's auth rule as JSON / text.
-pub fn auth_json(a: &RouteAuth) -> serde_json::Value {
-    match a {
-        RouteAuth::None => json!("none"),
-        RouteAuth::Optional => json!("optional"),
-        RouteAuth::Required { roles, scopes } if roles.is_empty() && scopes.is_empty() => {
-            json!("required")
+            .collect();
+        UpstreamView {
+            name: &spec.name,
+            load_balancing: match spec.load_balancing {
+                LoadBalancing::RoundRobin => "round_robin",
+                LoadBalancing::Random => "random",
+            },
+            timeouts_ms: TimeoutsView {
+                connect: ms(spec.timeouts.connect),
+                response: ms(spec.timeouts.response),
+                idle: ms(spec.timeouts.idle),
+            },
+            retries: RetriesView {
+                attempts: spec.retries.attempts,
+                backoff_ms: ms(spec.retries.backoff),
+                max_backoff_ms: ms(spec.retries.max_backoff),
+                budget: u.budget.snapshot(),
+            },
+            health_check: spec.health_check.as_ref().map(|h| HealthCheckView {
+                path: &h.path,
+                interval_ms: ms(h.interval),
+                timeout_ms: ms(h.timeout),
+                healthy_threshold: h.healthy_threshold,
+                unhealthy_threshold: h.unhealthy_threshold,
+            }),
+            circuit_breaker: spec.circuit_breaker.as_ref().map(|b| BreakerSpecView {
+                failure_ratio: b.config.failure_ratio,
+                min_requests: b.config.min_requests,
+                window_ms: ms(b.config.window),
+                open_for_ms: ms(b.config.open_for),
+                max_open_for_ms: ms(b.config.max_open_for),
+                half_open_requests: b.config.half_open_requests,
+                failure_statuses: b.failure_statuses.describe(),
+            }),
+            targets,
         }
-        RouteAuth::Required { roles, scopes } => json!({ "roles": roles, "scopes": scopes }),
     }
 }
 
@@ -207,10 +369,10 @@ fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
-fn json_response(v: serde_json::Value) -> Response<Vec<u8>> {
+fn json_response(v: &impl Serialize) -> Response<Vec<u8>> {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .body(serde_json::to_vec_pretty(&v).unwrap_or_default())
+        .body(serde_json::to_vec_pretty(v).unwrap_or_default())
         .unwrap_or_default()
 }

@@ -54,8 +54,10 @@
 //! closed.
 //!
 //! ## Wiring (per upstream target)
-//! `try_acquire` when a target is chosen (it fits `LoadBalancer::select_with`'s predicate),
-//! keep the [`Permit`] in the request context, and [`Permit::record`] it once the outcome is
+//! `try_acquire` while a target is chosen (`Upstream::pick` in `upstream.rs` walks the targets
+//! and asks each healthy one's breaker; pingora's `LoadBalancer` is not used, because the walk
+//! needs the permit itself and the soonest `Retry-After` of the targets it skipped), keep the
+//! [`Permit`] in the request context, and [`Permit::record`] it once the outcome is
 //! known (connect failure, or the response status / error in `logging`). Transitions are
 //! returned from `record` and reported to the optional observer given to
 //! [`Breaker::with_observer`], which sees every transition including the lazy Open → HalfOpen.

@@ -3,30 +3,38 @@
 //! The edge for a monolith-to-microservices migration: a pingora reverse proxy driven by YAML
 //! routes, reloaded safely while it serves.
 //!
-//! ## Module map
-//! | module | owns |
-//! |---|---|
-//! | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
-//! | [`path`] | request path normalisation (what is matched is what is forwarded) |
-//! | [`routing`] | the route table and its precedence rule, prefix rewriting |
-//! | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
-//! | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
-//! | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
-//! | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
-//! | [`request_id`] | `X-Request-ID` validation and generation |
-//! | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
-//! | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields |
-//! | [`respond`] | the one error type and its problem+json response |
-//! | [`proxy`] | the pingora phases; each delegates to the modules above |
-//! | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
-//! | [`reload`] | file watching (directory-level, debounced) and SIGHUP |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes` |
-//! | [`metrics`] | every metric, registered once |
-//! | [`hex`] | lowercase hex for ids on the request path |
-//! | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
-//! | [`tls`] | the TLS listener's certificate, swapped on reload |
-//! | [`explain`] | `gateway explain` |
-//! | [`server`] | wiring the pingora server together |
+//! ## Module map, in layers
+//! A module imports only from the layers above its own row in this table, never from its own
+//! row or below, so the crate has no import cycles (a unit test below checks every
+//! `use crate::…` against this table, with `testkit::layers`). Plain data and decisions sit at the top; whatever
+//! reads the shared state (the proxy, the admin listener, the background services) sits at the
+//! bottom, above only `server`, which wires it all.
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | 0 leaves | [`hex`] | lowercase hex for ids on the request path |
+//! | | [`seconds`] | whole seconds for `Retry-After` and the `RateLimit` fields, rounded up |
+//! | | [`path`] | request path normalisation (what is matched is what is forwarded) |
+//! | | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
+//! | | [`tls`] | the TLS listener's certificate, swapped on reload |
+//! | | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
+//! | 1 | [`request_id`] | `X-Request-ID` validation and generation |
+//! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
+//! | 2 config | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
+//! | 3 domain | [`metrics`] | every metric, registered once; series set up and removed here |
+//! | | [`routing`] | the route table and its precedence rule, prefix rewriting |
+//! | | [`health`] | one target's active-health state and its probe |
+//! | 4 | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
+//! | | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
+//! | | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
+//! | 5 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
+//! | 6 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
+//! | | [`explain`] | `gateway explain` |
+//! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
+//! | 7 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
+//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
+//! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
+//! | 8 | [`server`] | wiring the pingora server together |
 //!
 //! ## The request path
 //! ```text
@@ -45,6 +53,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod breaker;
 pub mod config;
 pub mod explain;
@@ -56,12 +65,23 @@ pub mod observability;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;
-pub mod reload;
 pub mod request_id;
 pub mod respond;
 pub mod retry_budget;
 pub mod routing;
+pub mod seconds;
 pub mod server;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn modules_import_only_from_the_layers_above_theirs() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        if let Err(violations) = testkit::layers::check(&src) {
+            panic!("the module map in lib.rs and the imports disagree:\n{violations}");
+        }
+    }
+}

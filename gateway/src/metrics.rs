@@ -1,6 +1,12 @@
 //! Every gateway metric, registered once per process in one registry. Names follow the
 //! Prometheus conventions (`_total` counters, base units); labels are route and upstream names,
 //! never raw paths or user ids.
+//!
+//! Series are set up here too: [`Metrics::config_loaded`] and [`Metrics::target_added`] create
+//! every series a config can move at zero (dashboards and alerts see 0, not a gap), and
+//! [`Metrics::target_removed`] drops the series of a target a reload removed (it would otherwise
+//! report its last state forever). Recording happens where the event is (the `logging` phase,
+//! a breaker's transition, a health check's result).
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -8,6 +14,7 @@ use prometheus::{
 };
 
 use crate::breaker::State;
+use crate::config::model::{Config, LimitStore};
 
 /// The value of `gateway_circuit_breaker_state` for a state.
 pub fn breaker_state_value(s: State) -> i64 {
@@ -303,6 +310,91 @@ impl Metrics {
     }
 }
 
+/// Setting up and tearing down series, so that what a config can produce is visible from the
+/// first scrape and what a reload removed is gone.
+impl Metrics {
+    /// Zeros for every per-route and per-upstream series `config` can move: retries, fallbacks,
+    /// retry-budget refusals, rate-limit rejections, and rate-limit store errors when the store is
+    /// Redis. Series of a previous config stay (counters never go backwards).
+    pub fn config_loaded(&self, config: &Config) {
+        for name in config.upstreams.keys() {
+            self.retry_budget_exhausted
+                .with_label_values(&[name])
+                .inc_by(0);
+        }
+        for r in &config.routes {
+            for up in r.target.upstream_names() {
+                self.retries.with_label_values(&[&r.name, up]).inc_by(0);
+                if let Some(fb) = &r.fallback {
+                    self.fallbacks
+                        .with_label_values(&[&r.name, up, fb])
+                        .inc_by(0);
+                }
+            }
+            for p in &r.rate_limit {
+                self.rate_limit_rejections
+                    .with_label_values(&[r.name.as_str(), p.as_str()]);
+            }
+        }
+        if let Some(limits) = &config.rate_limits
+            && matches!(limits.store, LimitStore::Redis { .. })
+        {
+            for p in limits.policies.keys() {
+                self.rate_limit_store_errors.with_label_values(&[p]);
+            }
+        }
+    }
+
+    /// A new target of `upstream`: up, its breaker closed (when it has one), zero health
+    /// checks (when the upstream has them) and zero transitions.
+    pub fn target_added(&self, upstream: &str, target: &str, health_checked: bool, breaker: bool) {
+        let labels = [upstream, target];
+        self.target_up.with_label_values(&labels).set(1);
+        if health_checked {
+            for result in ["success", "failure"] {
+                self.health_checks
+                    .with_label_values(&[upstream, target, result])
+                    .inc_by(0);
+            }
+        }
+        if breaker {
+            self.breaker_state.with_label_values(&labels).set(0);
+            for to in [State::Open, State::HalfOpen, State::Closed] {
+                self.breaker_transitions
+                    .with_label_values(&[upstream, target, to.as_str()])
+                    .inc_by(0);
+            }
+        }
+    }
+
+    /// A target the new config no longer has: its series go.
+    pub fn target_removed(&self, upstream: &str, target: &str) {
+        let labels = [upstream, target];
+        let _ = self.target_up.remove_label_values(&labels);
+        let _ = self.breaker_state.remove_label_values(&labels);
+        for to in [State::Open, State::HalfOpen, State::Closed] {
+            let _ = self
+                .breaker_transitions
+                .remove_label_values(&[upstream, target, to.as_str()]);
+        }
+        for result in ["success", "failure"] {
+            let _ = self
+                .health_checks
+                .remove_label_values(&[upstream, target, result]);
+        }
+    }
+
+    /// A breaker of `upstream`'s `target` entered `to`.
+    pub fn breaker_transition(&self, upstream: &str, target: &str, to: State) {
+        self.breaker_state
+            .with_label_values(&[upstream, target])
+            .set(breaker_state_value(to));
+        self.breaker_transitions
+            .with_label_values(&[upstream, target, to.as_str()])
+            .inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -320,5 +412,88 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        String::from_utf8(m.encode()).expect("utf-8")
+    }
+
+    #[test]
+    fn a_loaded_config_shows_every_series_it_can_move_at_zero() {
+        let src = r#"upstreams:
+  a: { targets: [127.0.0.1:9] }
+  b: { targets: [127.0.0.1:10] }
+rate_limits:
+  store: redis
+  redis_url: redis://127.0.0.1:9/0
+  policies:
+    per_ip: { key: client_ip, limit: 5, per: 1s }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    upstream: a
+    fallback: b
+    rate_limit: [per_ip]
+"#;
+        let config = crate::config::load_str("gw.yaml", src).expect("valid");
+        let m = Metrics::new();
+        m.config_loaded(&config);
+        let text = exposition(&m);
+        for series in [
+            r#"gateway_retry_budget_exhausted_total{upstream="a"} 0"#,
+            r#"gateway_retry_budget_exhausted_total{upstream="b"} 0"#,
+            r#"gateway_upstream_retries_total{route="r",upstream="a"} 0"#,
+            r#"gateway_fallbacks_total{fallback="b",route="r",upstream="a"} 0"#,
+            r#"gateway_rate_limit_rejections_total{policy="per_ip",route="r"} 0"#,
+            r#"gateway_rate_limit_store_errors_total{policy="per_ip"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_memory_store_has_no_store_error_series() {
+        let src = r#"upstreams: { a: { targets: [127.0.0.1:9] } }
+rate_limits: { policies: { per_ip: { key: client_ip, limit: 5, per: 1s } } }
+routes: [ { name: r, match: { path_prefix: / }, upstream: a, rate_limit: [per_ip] } ]
+"#;
+        let m = Metrics::new();
+        m.config_loaded(&crate::config::load_str("gw.yaml", src).expect("valid"));
+        assert!(!exposition(&m).contains("gateway_rate_limit_store_errors_total{"));
+    }
+
+    #[test]
+    fn a_target_appears_with_its_series_and_goes_with_them() {
+        let m = Metrics::new();
+        m.target_added("u", "127.0.0.1:9", true, true);
+        m.breaker_transition("u", "127.0.0.1:9", State::Open);
+        let text = exposition(&m);
+        for series in [
+            r#"gateway_upstream_target_up{target="127.0.0.1:9",upstream="u"} 1"#,
+            r#"gateway_health_checks_total{result="failure",target="127.0.0.1:9",upstream="u"} 0"#,
+            r#"gateway_circuit_breaker_state{target="127.0.0.1:9",upstream="u"} 2"#,
+            r#"gateway_circuit_breaker_transitions_total{target="127.0.0.1:9",to="open",upstream="u"} 1"#,
+            r#"gateway_circuit_breaker_transitions_total{target="127.0.0.1:9",to="closed",upstream="u"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        m.target_removed("u", "127.0.0.1:9");
+        let text = exposition(&m);
+        assert!(!text.contains("127.0.0.1:9"), "left behind:\n{text}");
+    }
+
+    #[test]
+    fn a_target_without_checks_or_breaker_has_only_its_up_series() {
+        let m = Metrics::new();
+        m.target_added("u", "t", false, false);
+        let text = exposition(&m);
+        assert!(text.contains(r#"gateway_upstream_target_up{target="t",upstream="u"} 1"#));
+        assert!(!text.contains("gateway_health_checks_total{"));
+        assert!(!text.contains("gateway_circuit_breaker_state{"));
     }
 }

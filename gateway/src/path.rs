@@ -16,7 +16,17 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::config::model::EncodedSlashes;
+use serde::Deserialize;
+
+/// What to do with `%2F` and `%5C` in a request path (`path_normalization.encoded_slashes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodedSlashes {
+    /// Answer 400 (the default): backends disagree on whether they separate segments.
+    Reject,
+    /// Forward them encoded, and match routes on the encoded form.
+    Keep,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {

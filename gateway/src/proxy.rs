@@ -9,7 +9,7 @@
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
 //! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise); time to upstream headers (metric, client span) |
 //! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
-//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see [`Proxy::may_retry`]) |
+//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see `Proxy::may_retry`) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics, access log, span end (via `observability`) |
 
@@ -106,16 +106,6 @@ pub struct RequestCtx {
     /// The server span and the current attempt's client span.
     trace: RequestTrace,
     _in_flight: InFlight,
-}
-
-/// Adds an event to the request's server span (built only when the span is sampled). For
-/// decisions worth seeing in a trace: authentication, rate limits, breakers, fallbacks.
-pub fn span_event(
-    ctx: &RequestCtx,
-    name: &'static str,
-    attrs: impl FnOnce() -> Vec<opentelemetry::KeyValue>,
-) {
-    ctx.trace.event(name, attrs);
 }
 
 #[async_trait]
@@ -712,7 +702,7 @@ async fn rate_limit(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gatew
         route: &route.name,
     };
     let checked = limits.check(route, &inputs).await;
-    if let Err(GatewayError::RateLimited(r)) = &checked {
+    if let Err(ratelimit::RateLimitError::Limited(r)) = &checked {
         ctx.trace.event("rate_limit", || {
             vec![
                 opentelemetry::KeyValue::new("rate_limit.result", "rejected"),
@@ -720,8 +710,7 @@ async fn rate_limit(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gatew
             ]
         });
     }
-    let fields = checked?;
-    ctx.rate_limit = fields;
+    ctx.rate_limit = checked.map_err(GatewayError::RateLimit)?;
     Ok(())
 }
 

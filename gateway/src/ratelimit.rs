@@ -37,9 +37,18 @@ use crate::config::model::{
     LimitKey, LimitPolicy, LimitStore, OnStoreError, RateLimits, RouteSpec,
 };
 use crate::metrics::Metrics;
-use crate::respond::GatewayError;
 pub use headers::Fields;
 use memory::MemoryLimiter;
+
+/// Why the limiter refused a request. Like [`crate::auth::AuthError`], it says what happened;
+/// [`crate::respond`] decides what the client sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitError {
+    /// 429: a policy refused (its fields and `Retry-After` go with it).
+    Limited(headers::Rejection),
+    /// 503: the store is unreachable and `on_store_error: deny`.
+    StoreUnavailable,
+}
 
 /// One policy's verdict on one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -144,7 +153,6 @@ impl Limiter {
     /// keeps its buckets from `previous`, and an unchanged Redis store keeps its connections.
     pub fn new(
         cfg: &RateLimits,
-        routes: &[Arc<RouteSpec>],
         previous: Option<&Limiter>,
         metrics: Arc<Metrics>,
     ) -> Result<Limiter, String> {
@@ -184,19 +192,6 @@ impl Limiter {
                 })
             }
         };
-        // Zeros, not gaps, for every series the config can produce.
-        for r in routes {
-            for p in &r.rate_limit {
-                metrics
-                    .rate_limit_rejections
-                    .with_label_values(&[r.name.as_str(), p.as_str()]);
-            }
-        }
-        if redis.is_some() {
-            for p in cfg.policies.keys() {
-                metrics.rate_limit_store_errors.with_label_values(&[p]);
-            }
-        }
         Ok(Limiter {
             policies,
             redis,
@@ -212,7 +207,7 @@ impl Limiter {
         &self,
         route: &RouteSpec,
         inputs: &KeyInputs<'_>,
-    ) -> Result<Option<Fields>, GatewayError> {
+    ) -> Result<Option<Fields>, RateLimitError> {
         let mut seen: Vec<(&LimitPolicy, Decision)> = Vec::with_capacity(route.rate_limit.len());
         for name in &route.rate_limit {
             // Validation guarantees the name exists.
@@ -233,7 +228,7 @@ impl Limiter {
                         match self.on_store_error {
                             OnStoreError::Local => p.local.check(&key),
                             OnStoreError::Allow => continue,
-                            OnStoreError::Deny => return Err(GatewayError::RateLimitUnavailable),
+                            OnStoreError::Deny => return Err(RateLimitError::StoreUnavailable),
                         }
                     }
                 },
@@ -244,7 +239,7 @@ impl Limiter {
                     .rate_limit_rejections
                     .with_label_values(&[route.name.as_str(), name.as_str()])
                     .inc();
-                return Err(GatewayError::RateLimited(headers::rejection(&seen)));
+                return Err(RateLimitError::Limited(headers::rejection(&seen)));
             }
         }
         Ok((self.headers && !seen.is_empty()).then(|| headers::fields(&seen)))

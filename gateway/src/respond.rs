@@ -12,6 +12,7 @@ use pingora_proxy::Session;
 
 use crate::auth::AuthError;
 use crate::path::PathError;
+use crate::ratelimit::RateLimitError;
 
 /// Everything the gateway itself can answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,19 +32,21 @@ pub enum GatewayError {
     UpstreamBadResponse,
     Internal,
     Auth(AuthError),
-    /// 429: a rate-limit policy refused (its fields and `Retry-After` go with it).
-    RateLimited(crate::ratelimit::headers::Rejection),
-    /// 503: the rate-limit store is unreachable and `on_store_error: deny`.
-    RateLimitUnavailable,
+    /// 429 (a policy refused) or 503 (the store is unreachable and `on_store_error: deny`).
+    RateLimit(RateLimitError),
     /// A status decided elsewhere (e.g. an `HTTPStatus` error from pingora).
     Status(u16),
 }
+
+/// The `type` of every gateway problem is this prefix and the problem's slug: the
+/// `urn:problem-type:<service>:<slug>` scheme all services of this repository share.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:problem-type:gateway:";
 
 /// An RFC 9457 problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub status: u16,
-    /// The last segment of the `type` URI (`urn:gateway:problem:<slug>`).
+    /// The last segment of the `type` URI (`urn:problem-type:gateway:<slug>`).
     pub slug: &'static str,
     pub title: &'static str,
     pub detail: String,
@@ -128,7 +131,7 @@ impl GatewayError {
                 "Service unavailable",
                 "Tokens cannot be checked right now.",
             ),
-            GatewayError::RateLimited(r) => Problem {
+            GatewayError::RateLimit(RateLimitError::Limited(r)) => Problem {
                 status: 429,
                 slug: "rate-limited",
                 title: "Too many requests",
@@ -137,7 +140,7 @@ impl GatewayError {
                     r.policy, r.retry_after_secs
                 ),
             },
-            GatewayError::RateLimitUnavailable => p(
+            GatewayError::RateLimit(RateLimitError::StoreUnavailable) => p(
                 503,
                 "rate-limit-unavailable",
                 "Service unavailable",
@@ -206,10 +209,10 @@ impl GatewayError {
             GatewayError::NoTargetAvailable { retry_after, .. } => {
                 vec![(
                     "retry-after",
-                    Cow::Owned(retry_after_secs(*retry_after).to_string()),
+                    Cow::Owned(crate::seconds::retry_after(*retry_after).to_string()),
                 )]
             }
-            GatewayError::RateLimited(r) => {
+            GatewayError::RateLimit(RateLimitError::Limited(r)) => {
                 let mut v = vec![("retry-after", Cow::Owned(r.retry_after_secs.to_string()))];
                 v.extend(
                     r.fields
@@ -218,29 +221,34 @@ impl GatewayError {
                 );
                 v
             }
-            GatewayError::RateLimitUnavailable => vec![("retry-after", Cow::Borrowed("1"))],
+            GatewayError::RateLimit(RateLimitError::StoreUnavailable) => {
+                vec![("retry-after", Cow::Borrowed("1"))]
+            }
             _ => Vec::new(),
         }
     }
 }
 
-/// `Retry-After` in whole seconds, rounded up, at least 1 (0 would invite an immediate retry
-/// storm).
-pub fn retry_after_secs(d: std::time::Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
-}
-
 /// The JSON body of a problem.
 pub fn body(problem: &Problem, request_id: &str) -> Vec<u8> {
-    let v = serde_json::json!({
-        "type": format!("urn:gateway:problem:{}", problem.slug),
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "request_id": request_id,
-    });
-    serde_json::to_vec(&v).unwrap_or_default()
+    /// RFC 9457 members plus our `request_id`, in this order.
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        type_: String,
+        title: &'a str,
+        status: u16,
+        detail: &'a str,
+        request_id: &'a str,
+    }
+    serde_json::to_vec(&Body {
+        type_: format!("{PROBLEM_TYPE_PREFIX}{}", problem.slug),
+        title: problem.title,
+        status: problem.status,
+        detail: &problem.detail,
+        request_id,
+    })
+    .unwrap_or_default()
 }
 
 /// The response header of a problem with `len` bytes of body.
@@ -302,12 +310,8 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_rounds_up_and_is_never_zero() {
+    fn no_target_available_carries_retry_after_rounded_up() {
         use std::time::Duration;
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(9_001)), 10);
-        assert_eq!(retry_after_secs(Duration::from_secs(20)), 20);
         let e = GatewayError::NoTargetAvailable {
             upstream: "payments".into(),
             retry_after: Duration::from_millis(2_500),
@@ -321,7 +325,7 @@ mod tests {
         let b = body(&GatewayError::NoRoute.problem(), "rid-1");
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["status"], 404);
-        assert_eq!(v["type"], "urn:gateway:problem:no-route");
+        assert_eq!(v["type"], "urn:problem-type:gateway:no-route");
         assert_eq!(v["request_id"], "rid-1");
         assert!(v["title"].is_string() && v["detail"].is_string());
     }

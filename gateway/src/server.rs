@@ -14,11 +14,9 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::health::HealthChecker;
+use crate::background::{HealthChecker, JwksRefresher, Reloader};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::reload::JwksRefresher;
-use crate::reload::Reloader;
 use crate::state::{self, Shared};
 
 /// Runs the gateway. Returns when the server has stopped.

@@ -54,7 +54,7 @@ impl Runtime {
         if let Some(p) = previous {
             forget_removed_targets(p, &upstreams, metrics);
         }
-        preinit_route_metrics(&loaded.config, metrics);
+        metrics.config_loaded(&loaded.config);
         let cert = match &loaded.config.tls {
             Some(t) => Some(crate::tls::load_certified_key(&t.cert_file, &t.key_file)?),
             None => None,
@@ -70,7 +70,6 @@ impl Runtime {
         let limits = match &loaded.config.rate_limits {
             Some(cfg) => Some(Limiter::new(
                 cfg,
-                &loaded.config.routes,
                 previous.and_then(|p| p.limits.as_ref()),
                 metrics.clone(),
             )?),
@@ -99,8 +98,7 @@ impl Runtime {
     }
 }
 
-/// Drops the per-target series of targets the new config no longer has (a removed target would
-/// otherwise report its last breaker state forever).
+/// Drops the series of targets the new config no longer has.
 fn forget_removed_targets(
     previous: &Runtime,
     next: &HashMap<String, Arc<Upstream>>,
@@ -111,46 +109,8 @@ fn forget_removed_targets(
             let kept = next
                 .get(name)
                 .is_some_and(|u| u.targets.iter().any(|n| Arc::ptr_eq(n, t)));
-            if kept {
-                continue;
-            }
-            let labels = [name.as_str(), t.name.as_str()];
-            let _ = metrics.target_up.remove_label_values(&labels);
-            let _ = metrics.breaker_state.remove_label_values(&labels);
-            for to in ["open", "half_open", "closed"] {
-                let _ = metrics.breaker_transitions.remove_label_values(&[
-                    name.as_str(),
-                    t.name.as_str(),
-                    to,
-                ]);
-            }
-            for result in ["success", "failure"] {
-                let _ = metrics.health_checks.remove_label_values(&[
-                    name.as_str(),
-                    t.name.as_str(),
-                    result,
-                ]);
-            }
-        }
-    }
-}
-
-/// Zeros for the resilience counters a route can move, so dashboards and alerts see 0, not a gap.
-fn preinit_route_metrics(config: &config::model::Config, metrics: &Metrics) {
-    for name in config.upstreams.keys() {
-        metrics
-            .retry_budget_exhausted
-            .with_label_values(&[name])
-            .inc_by(0);
-    }
-    for r in &config.routes {
-        for up in r.target.upstream_names() {
-            metrics.retries.with_label_values(&[&r.name, up]).inc_by(0);
-            if let Some(fb) = &r.fallback {
-                metrics
-                    .fallbacks
-                    .with_label_values(&[&r.name, up, fb])
-                    .inc_by(0);
+            if !kept {
+                metrics.target_removed(name, &t.name);
             }
         }
     }

@@ -1,6 +1,10 @@
 //! Upstreams at run time: resolved targets with their breakers and health, target selection
 //! (round robin or random, skipping unavailable targets), and the peer options
 //! (timeouts, keep-alive) every connection to them uses. Also the weighted, sticky split.
+//!
+//! Target selection is our own ([`Upstream::pick`]) rather than pingora's `LoadBalancer`: the
+//! walk needs each visited breaker's permit (kept for the request) and, when every target is
+//! out, the soonest moment one may be back (the 503's `Retry-After`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -217,33 +221,17 @@ impl Upstream {
 }
 
 fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<Metrics>) -> Target {
-    let labels = [spec.name.as_str(), name];
-    metrics.target_up.with_label_values(&labels).set(1);
-    for result in ["success", "failure"] {
-        if spec.health_check.is_some() {
-            metrics
-                .health_checks
-                .with_label_values(&[spec.name.as_str(), name, result])
-                .inc_by(0);
-        }
-    }
+    metrics.target_added(
+        &spec.name,
+        name,
+        spec.health_check.is_some(),
+        spec.circuit_breaker.is_some(),
+    );
     let breaker = spec.circuit_breaker.as_ref().map(|b| {
-        metrics.breaker_state.with_label_values(&labels).set(0);
-        for to in [State::Open, State::HalfOpen, State::Closed] {
-            metrics
-                .breaker_transitions
-                .with_label_values(&[spec.name.as_str(), name, to.as_str()])
-                .inc_by(0);
-        }
         let m = metrics.clone();
         let (upstream, target) = (spec.name.clone(), name.to_string());
         Breaker::with_observer(b.config.clone(), move |t| {
-            m.breaker_state
-                .with_label_values(&[&upstream, &target])
-                .set(crate::metrics::breaker_state_value(t.to));
-            m.breaker_transitions
-                .with_label_values(&[&upstream, &target, t.to.as_str()])
-                .inc();
+            m.breaker_transition(&upstream, &target, t.to);
             if t.to == State::Open {
                 tracing::warn!(upstream, target, from = %t.from, "circuit breaker opened");
             } else {

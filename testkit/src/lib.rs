@@ -10,8 +10,10 @@
 //! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
 //! - [`workspace_root`]: to find `config/` and the Python venv;
 //! - [`pem`]: DER key material as PEM text (test and bench keys made with aws-lc-rs);
-//! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary.
+//! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary;
+//! - [`layers`]: a crate's module layering (its `lib.rs` module map) checked against its imports.
 
+pub mod layers;
 pub mod otlp;
 
 use std::net::TcpListener;

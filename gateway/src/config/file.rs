@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::path::EncodedSlashes;
+
 use super::duration::Dur;
 
 /// The top level. Each section is deserialised on its own (see [`super::load`]), so a broken
@@ -61,13 +63,6 @@ pub struct PathNormalization {
     /// `reject` (default) answers 400 to a path with `%2F` or `%5C`; `keep` forwards them
     /// encoded and matches routes on the encoded form.
     pub encoded_slashes: Option<EncodedSlashes>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EncodedSlashes {
-    Reject,
-    Keep,
 }
 
 #[derive(Debug, Deserialize)]

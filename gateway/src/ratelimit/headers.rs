@@ -12,10 +12,9 @@
 //!   again (rounded up).
 //! - `Retry-After` (on 429): seconds until the refusing policy admits again (rounded up, ≥ 1).
 
-use std::time::Duration;
-
 use super::Decision;
 use crate::config::model::LimitPolicy;
+use crate::seconds;
 
 /// The two field values, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +51,6 @@ pub fn quota_window(p: &LimitPolicy) -> (u64, u64) {
     (q as u64, w as u64)
 }
 
-pub fn ceil_secs(d: Duration) -> u64 {
-    let s = d.as_secs();
-    if d.subsec_nanos() > 0 { s + 1 } else { s }
-}
-
 /// Built with `push_str` and `itoa`, not `write!`: this runs on every limited request, and the
 /// formatting machinery was a visible part of its cost.
 pub fn fields(seen: &[(&LimitPolicy, Decision)]) -> Fields {
@@ -74,7 +68,7 @@ pub fn fields(seen: &[(&LimitPolicy, Decision)]) -> Fields {
             (
                 &mut limit,
                 (";r=", d.remaining),
-                (";t=", ceil_secs(d.reset)),
+                (";t=", seconds::ceil(d.reset)),
             ),
         ] {
             out.push('"');
@@ -97,7 +91,7 @@ pub fn rejection(seen: &[(&LimitPolicy, Decision)]) -> Rejection {
         .unwrap_or_default();
     Rejection {
         policy: p,
-        retry_after_secs: crate::respond::retry_after_secs(d.retry_after),
+        retry_after_secs: seconds::retry_after(d.retry_after),
         fields: fields(seen),
     }
 }
@@ -106,6 +100,7 @@ pub fn rejection(seen: &[(&LimitPolicy, Decision)]) -> Rejection {
 mod tests {
     use super::*;
     use crate::config::model::LimitKey;
+    use std::time::Duration;
 
     fn policy(name: &str, limit: u32, per: Duration) -> LimitPolicy {
         LimitPolicy {
@@ -164,12 +159,5 @@ mod tests {
             "\"per_user\";q=100;w=1, \"per_ip\";q=20;w=1"
         );
         assert_eq!(r.fields.limit, "\"per_user\";r=42;t=1, \"per_ip\";r=0;t=1");
-    }
-
-    #[test]
-    fn retry_after_rounds_up() {
-        assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
-        assert_eq!(ceil_secs(Duration::from_secs(3)), 3);
-        assert_eq!(ceil_secs(Duration::ZERO), 0);
     }
 }

@@ -30,7 +30,7 @@ use super::{BucketKey, Decision};
 use crate::config::model::LimitPolicy;
 use crate::metrics::Metrics;
 
-/// KEYS[1]: the bucket. ARGV[1]: the emission interval T (µs). ARGV[2]: the burst B.
+/// `KEYS[1]`: the bucket. `ARGV[1]`: the emission interval T (µs). `ARGV[2]`: the burst B.
 /// Returns `{1, slack, reset}` when admitted (slack: µs of capacity left after this request),
 /// `{0, wait, reset}` when refused (wait: µs until one request fits); reset: µs until full.
 pub const GCRA_SCRIPT: &str = r"

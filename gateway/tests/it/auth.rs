@@ -333,7 +333,10 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
             "{what}"
         );
         assert_eq!(h["content-type"], "application/problem+json", "{what}");
-        assert_eq!(v["type"], "urn:gateway:problem:invalid-token", "{what}");
+        assert_eq!(
+            v["type"], "urn:problem-type:gateway:invalid-token",
+            "{what}"
+        );
         assert_eq!(
             v["request_id"],
             h["x-request-id"].to_str().unwrap(),
@@ -390,7 +393,7 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["type"], "urn:gateway:problem:invalid-request");
+    assert_eq!(v["type"], "urn:problem-type:gateway:invalid-request");
 }
 
 #[tokio::test]
@@ -447,7 +450,7 @@ async fn identity_headers_cannot_be_spoofed_and_rules_apply() {
     let (s, h, v) = call(&gw, "/admin/x", &[("authorization", &bearer)]).await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(h["www-authenticate"], "Bearer error=\"insufficient_scope\"");
-    assert_eq!(v["type"], "urn:gateway:problem:insufficient-scope");
+    assert_eq!(v["type"], "urn:problem-type:gateway:insufficient-scope");
     let (s, _, _) = call(&gw, "/write/x", &[("authorization", &bearer)]).await;
     assert_eq!(s, 403);
     let mut admin_claims = good_claims();

@@ -12,7 +12,7 @@ fn assert_problem(
 ) {
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(body["status"], status);
-    assert_eq!(body["type"], format!("urn:gateway:problem:{slug}"));
+    assert_eq!(body["type"], format!("urn:problem-type:gateway:{slug}"));
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(

@@ -86,7 +86,7 @@ async fn memory_store_admits_the_burst_then_rejects_with_problem_and_fields() {
     assert_eq!(r.header("ratelimit-policy"), Some("\"per_ip\";q=3;w=60"));
     assert_eq!(r.header("ratelimit"), Some("\"per_ip\";r=0;t=60"));
     let p = r.json();
-    assert_eq!(p["type"], "urn:gateway:problem:rate-limited");
+    assert_eq!(p["type"], "urn:problem-type:gateway:rate-limited");
     assert_eq!(p["status"], 429);
     assert_eq!(
         p["request_id"].as_str(),
@@ -375,7 +375,7 @@ async fn redis_outage_under_each_mode_and_recovery_on_restart() {
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(
         r.json()["type"],
-        "urn:gateway:problem:rate-limit-unavailable"
+        "urn:problem-type:gateway:rate-limit-unavailable"
     );
     for gw in [&local, &allow, &deny] {
         let errors = gw
@@ -432,7 +432,7 @@ async fn a_frozen_redis_costs_a_timeout_not_a_hang() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(
         r.json()["type"],
-        "urn:gateway:problem:rate-limit-unavailable"
+        "urn:problem-type:gateway:rate-limit-unavailable"
     );
     assert!(store_errors(&gw).await >= 1.0);
     redis.signal("CONT");

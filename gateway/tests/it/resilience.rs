@@ -223,7 +223,10 @@ routes:
         .unwrap();
     assert!((1..=20).contains(&retry_after), "{retry_after}");
     let problem: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(problem["type"], "urn:gateway:problem:upstream-unavailable");
+    assert_eq!(
+        problem["type"],
+        "urn:problem-type:gateway:upstream-unavailable"
+    );
     assert_eq!(
         origin.requests(),
         5,
@@ -271,7 +274,7 @@ routes:
     let took = started.elapsed();
     assert_eq!(resp.status(), 504);
     let problem: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(problem["type"], "urn:gateway:problem:upstream-timeout");
+    assert_eq!(problem["type"], "urn:problem-type:gateway:upstream-timeout");
     // Answered at the timeout, not when the origin finally answers (one target: no retry).
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_millis(2500), "{took:?}");
