@@ -1,8 +1,10 @@
 //! The YAML file as written by users: plain serde structs, every one `deny_unknown_fields`
 //! (serde would otherwise ignore a typo such as `path_prefx` silently).
 //!
-//! Nothing here is trusted: [`super::model`] turns these into the runtime model, and every
-//! check that can fail lives there and names the field path.
+//! Nothing here is trusted: the section checks (`config/listeners.rs`, `auth.rs`,
+//! `upstreams.rs`, `routes.rs`, `rate_limits.rs`, `observability.rs`) turn these into the
+//! runtime [`super::model`] and name the field path of every problem. A key left out is `None`
+//! here; what it means is in [`super::defaults`].
 
 use std::collections::BTreeMap;
 
@@ -10,10 +12,12 @@ use serde::{Deserialize, Deserializer};
 
 pub use crate::path::EncodedSlashes;
 
+#[cfg(doc)]
+use super::defaults;
 use super::duration::Dur;
 
-/// The top level. Each section is deserialised on its own (see [`super::load`]), so a broken
-/// route does not hide a broken upstream.
+/// The top level. Each section is deserialised on its own (see [`super::load_str`]), so a
+/// broken route does not hide a broken upstream.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Top {
@@ -47,21 +51,23 @@ pub struct Admin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    /// Worker threads for the proxy. Default: the number of CPUs.
+    /// Worker threads for the proxy. Default: [`defaults::server_threads`].
     pub threads: Option<usize>,
-    /// How long SIGTERM waits for in-flight requests. Default 10s.
+    /// How long SIGTERM waits for in-flight requests. Default: [`defaults::DRAIN_TIMEOUT`].
     pub drain_timeout: Option<Dur>,
-    /// Quiet time after a file event before the reload runs. Default 200ms.
+    /// Quiet time after a file event before the reload runs. Default:
+    /// [`defaults::RELOAD_DEBOUNCE`].
     pub reload_debounce: Option<Dur>,
-    /// Idle upstream connections kept per process. Default 128.
+    /// Idle upstream connections kept per process. Default:
+    /// [`defaults::UPSTREAM_KEEPALIVE_POOL`].
     pub upstream_keepalive_pool: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathNormalization {
-    /// `reject` (default) answers 400 to a path with `%2F` or `%5C`; `keep` forwards them
-    /// encoded and matches routes on the encoded form.
+    /// `reject` answers 400 to a path with `%2F` or `%5C`; `keep` forwards them encoded and
+    /// matches routes on the encoded form. Default: [`defaults::ENCODED_SLASHES`].
     pub encoded_slashes: Option<EncodedSlashes>,
 }
 
@@ -69,6 +75,7 @@ pub struct PathNormalization {
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub targets: Vec<String>,
+    /// Default: [`defaults::LOAD_BALANCING`].
     #[serde(default)]
     pub load_balancing: Option<LoadBalancing>,
     #[serde(default)]
@@ -83,11 +90,12 @@ pub struct Upstream {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retries {
-    /// Retries after the first attempt. Default 1; 0 turns retries off.
+    /// Retries after the first attempt; 0 turns retries off. Default:
+    /// [`defaults::RETRY_ATTEMPTS`].
     pub attempts: Option<u32>,
-    /// Wait before the first retry; doubles per retry. Default 25ms.
+    /// Wait before the first retry; doubles per retry. Default: [`defaults::RETRY_BACKOFF`].
     pub backoff: Option<Dur>,
-    /// Cap of the doubled wait. Default 250ms.
+    /// Cap of the doubled wait. Default: [`defaults::RETRY_MAX_BACKOFF`].
     pub max_backoff: Option<Dur>,
     pub budget: Option<RetryBudget>,
 }
@@ -95,8 +103,11 @@ pub struct Retries {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBudget {
+    /// Default: [`defaults::RETRY_BUDGET_RATIO`].
     pub ratio: Option<f64>,
+    /// Default: [`defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND`].
     pub min_retries_per_second: Option<u32>,
+    /// Default: [`defaults::RETRY_BUDGET_WINDOW`].
     pub window: Option<Dur>,
 }
 
@@ -107,9 +118,13 @@ pub struct HealthCheck {
     pub path: String,
     /// `Host` header of the check. Default: the target's `host:port`.
     pub host: Option<String>,
+    /// Default: [`defaults::HEALTH_INTERVAL`].
     pub interval: Option<Dur>,
+    /// Default: [`defaults::HEALTH_TIMEOUT`].
     pub timeout: Option<Dur>,
+    /// Default: [`defaults::HEALTHY_THRESHOLD`].
     pub healthy_threshold: Option<u32>,
+    /// Default: [`defaults::UNHEALTHY_THRESHOLD`].
     pub unhealthy_threshold: Option<u32>,
 }
 
@@ -117,15 +132,22 @@ pub struct HealthCheck {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
+    /// Default: [`defaults::BREAKER_ENABLED`].
     pub enabled: Option<bool>,
+    /// Default: [`defaults::BREAKER_FAILURE_RATIO`].
     pub failure_ratio: Option<f64>,
+    /// Default: [`defaults::BREAKER_MIN_REQUESTS`].
     pub min_requests: Option<u32>,
+    /// Default: [`defaults::BREAKER_WINDOW`].
     pub window: Option<Dur>,
+    /// Default: [`defaults::BREAKER_OPEN_FOR`].
     pub open_for: Option<Dur>,
+    /// Default: [`defaults::breaker_max_open_for`] (of `open_for`).
     pub max_open_for: Option<Dur>,
+    /// Default: [`defaults::BREAKER_HALF_OPEN_REQUESTS`].
     pub half_open_requests: Option<u32>,
-    /// Response statuses that count as failures: codes (`503`) or classes (`5xx`). Default
-    /// `[5xx]`.
+    /// Response statuses that count as failures: codes (`503`) or classes (`5xx`). Default:
+    /// [`defaults::breaker_failure_statuses`].
     pub failure_statuses: Option<Vec<StatusEntry>>,
 }
 
@@ -146,8 +168,11 @@ pub enum LoadBalancing {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
+    /// Default: [`defaults::CONNECT_TIMEOUT`].
     pub connect: Option<Dur>,
+    /// Default: [`defaults::RESPONSE_TIMEOUT`].
     pub response: Option<Dur>,
+    /// Default: [`defaults::IDLE_TIMEOUT`].
     pub idle: Option<Dur>,
 }
 
@@ -163,6 +188,7 @@ pub struct Route {
     #[serde(default)]
     pub strip_prefix: bool,
     pub prefix_rewrite: Option<String>,
+    /// Default: [`defaults::ROUTE_AUTH`].
     pub auth: Option<RouteAuth>,
     /// The upstream that serves the route while every target of its own upstream is open or
     /// unhealthy.
@@ -205,14 +231,21 @@ pub struct Auth {
     pub audiences: Vec<String>,
     pub jwks_url: String,
     pub algorithms: Vec<String>,
+    /// Default: [`defaults::AUTH_LEEWAY`].
     pub leeway: Option<Dur>,
     #[serde(default)]
     pub claims_to_headers: BTreeMap<String, String>,
+    /// Default: [`defaults::JWKS_REFRESH_INTERVAL`].
     pub jwks_refresh_interval: Option<Dur>,
+    /// Default: [`defaults::JWKS_MIN_REFRESH_INTERVAL`].
     pub jwks_min_refresh_interval: Option<Dur>,
+    /// Default: [`defaults::JWKS_UNKNOWN_KID_COOLDOWN`].
     pub jwks_unknown_kid_cooldown: Option<Dur>,
+    /// Default: [`defaults::JWKS_TIMEOUT`].
     pub jwks_timeout: Option<Dur>,
+    /// Default: [`defaults::MAX_TOKEN_BYTES`].
     pub max_token_bytes: Option<usize>,
+    /// Default: [`defaults::TOKEN_CACHE_SIZE`].
     pub token_cache_size: Option<usize>,
 }
 
@@ -220,16 +253,20 @@ pub struct Auth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
-    /// `memory` (default): per process; `redis`: shared by every replica.
+    /// `memory`: per process; `redis`: shared by every replica. Default:
+    /// [`defaults::RATE_LIMIT_STORE`].
     pub store: Option<RateLimitStore>,
     pub redis_url: Option<String>,
-    /// Multiplexed Redis connections per process. Default 4.
+    /// Multiplexed Redis connections per process. Default: [`defaults::REDIS_POOL_SIZE`].
     pub redis_pool_size: Option<usize>,
-    /// Bound on one store call (and on a reconnect). Default 50ms.
+    /// Bound on one store call (and on a reconnect). Default:
+    /// [`defaults::RATE_LIMIT_STORE_TIMEOUT`].
     pub store_timeout: Option<Dur>,
-    /// What a request meets while the store is unreachable. Default `local`.
+    /// What a request meets while the store is unreachable. Default:
+    /// [`defaults::ON_STORE_ERROR`].
     pub on_store_error: Option<OnStoreError>,
-    /// `RateLimit-Policy` / `RateLimit` on admitted responses. Default true.
+    /// `RateLimit-Policy` / `RateLimit` on admitted responses. Default:
+    /// [`defaults::RATE_LIMIT_HEADERS`].
     pub headers: Option<bool>,
     #[serde(default)]
     pub policies: BTreeMap<String, serde_json::Value>,
@@ -260,6 +297,7 @@ pub struct RateLimitPolicy {
     pub key: String,
     pub limit: u32,
     pub per: Dur,
+    /// Default: [`defaults::rate_limit_burst`] (the `limit`).
     pub burst: Option<u32>,
 }
 
@@ -285,7 +323,7 @@ pub struct SplitSide {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Observability {
-    /// `service.name` of exported spans. Default `gateway`.
+    /// `service.name` of exported spans. Default: [`defaults::SERVICE_NAME`].
     pub service_name: Option<String>,
     pub access_log: Option<AccessLog>,
     pub otlp: Option<Otlp>,
@@ -333,12 +371,14 @@ pub enum AccessLogShort {
 pub struct AccessLogFull {
     /// Only `json` today.
     pub format: Option<AccessLogFormat>,
-    /// `stdout` (default), `stderr`, or a file path (appended to).
+    /// `stdout`, `stderr`, or a file path (appended to). Default:
+    /// [`defaults::ACCESS_LOG_OUTPUT`].
     pub output: Option<String>,
-    /// Fraction of successful (< 400) requests logged, 0.0 to 1.0. Default 1.0. Errors are
-    /// always logged.
+    /// Fraction of successful (< 400) requests logged, 0.0 to 1.0; errors are always logged.
+    /// Default: [`defaults::ACCESS_LOG_SAMPLE_SUCCESSFUL`].
     pub sample_successful: Option<f64>,
-    /// Lines waiting for the writer before new ones are dropped. Default 8192.
+    /// Lines waiting for the writer before new ones are dropped. Default:
+    /// [`defaults::ACCESS_LOG_BUFFER`].
     pub buffer: Option<usize>,
 }
 
@@ -353,13 +393,15 @@ pub enum AccessLogFormat {
 pub struct Otlp {
     /// `http://host:port`: the collector (gRPC: usually 4317; HTTP: 4318, `/v1/traces` is added).
     pub endpoint: String,
-    /// `grpc` (default) or `http` (HTTP/protobuf).
+    /// `grpc` or `http` (HTTP/protobuf). Default: [`defaults::OTLP_PROTOCOL`].
     pub protocol: Option<OtlpProtocol>,
-    /// Fraction of new traces sampled, 0.0 to 1.0 (default 1.0); a caller's sampled flag wins.
+    /// Fraction of new traces sampled, 0.0 to 1.0; a caller's sampled flag wins. Default:
+    /// [`defaults::OTLP_SAMPLE_RATIO`].
     pub sample_ratio: Option<f64>,
-    /// One export attempt's deadline. Default 5s.
+    /// One export attempt's deadline. Default: [`defaults::OTLP_TIMEOUT`].
     pub timeout: Option<Dur>,
-    /// Finished spans waiting for export before new ones are dropped. Default 4096.
+    /// Finished spans waiting for export before new ones are dropped. Default:
+    /// [`defaults::OTLP_QUEUE_SIZE`].
     pub queue_size: Option<usize>,
 }
 

@@ -1,5 +1,7 @@
-//! The validated runtime model. Only [`super::load`] builds it, and only from a file that passed
-//! every check; the proxy never sees raw YAML.
+//! The validated runtime model: what the proxy runs on, so the proxy never sees raw YAML. Only
+//! [`super::load_str`] (and [`super::load_file`] through it) builds a [`Config`], and only from a
+//! file that passed every check. The raw structs are in [`super::file`], the checks in the
+//! `config/` section files, the defaults in [`super::defaults`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,42 +12,8 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 
+use super::defaults;
 pub use super::file::{EncodedSlashes, LoadBalancing, OnStoreError, OtlpProtocol};
-
-/// Defaults, documented in `docs/configuration.md`.
-pub mod defaults {
-    use std::time::Duration;
-    pub const LISTEN: &str = "0.0.0.0:8080";
-    pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
-    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
-    pub const UPSTREAM_KEEPALIVE_POOL: usize = 128;
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-    pub const AUTH_LEEWAY: Duration = Duration::from_secs(30);
-    pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
-    pub const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-    pub const JWKS_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(10);
-    pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-    pub const TOKEN_CACHE_SIZE: usize = 10_000;
-    pub const SERVICE_NAME: &str = "gateway";
-    pub const ACCESS_LOG_BUFFER: usize = 8192;
-    pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const OTLP_QUEUE_SIZE: usize = 4096;
-    pub const RETRY_ATTEMPTS: u32 = 1;
-    pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
-    pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
-    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
-    pub const HEALTHY_THRESHOLD: u32 = 2;
-    pub const UNHEALTHY_THRESHOLD: u32 = 3;
-    /// Health checks more often than this would be load, not monitoring.
-    pub const HEALTH_MIN_INTERVAL: Duration = Duration::from_millis(100);
-    pub const RATE_LIMIT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
-    pub const REDIS_POOL_SIZE: usize = 4;
-}
 
 #[derive(Debug)]
 pub struct Config {
@@ -72,6 +40,7 @@ pub struct Observability {
     pub otlp: Option<Otlp>,
 }
 
+/// The block left out: [`defaults::SERVICE_NAME`], no access log, no span export.
 impl Default for Observability {
     fn default() -> Self {
         Observability {
@@ -324,10 +293,9 @@ impl std::fmt::Display for LimitKey {
 }
 
 /// What a route asks of the caller's token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAuth {
     /// No token is looked at (identity headers are still stripped).
-    #[default]
     None,
     /// No token: anonymous. A token: it must be valid (a bad token is a 401).
     Optional,
@@ -337,6 +305,13 @@ pub enum RouteAuth {
         roles: Vec<String>,
         scopes: Vec<String>,
     },
+}
+
+/// [`defaults::ROUTE_AUTH`].
+impl Default for RouteAuth {
+    fn default() -> Self {
+        defaults::ROUTE_AUTH
+    }
 }
 
 /// The validated `auth:` block.

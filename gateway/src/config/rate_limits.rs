@@ -1,4 +1,5 @@
-//! Validation of the `rate_limits:` block and of each route's `rate_limit: [...]` list.
+//! Checks of `rate_limits:` and of each route's `rate_limit: [...]` list (those run once the
+//! routes are known).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,11 +8,11 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::model::{
-    AuthConfig, LimitKey, LimitPolicy, LimitStore, OnStoreError, RateLimits, RouteAuth, RouteSpec,
-    defaults,
+    AuthConfig, LimitKey, LimitPolicy, LimitStore, RateLimits, RouteAuth, RouteSpec,
 };
-use super::yaml::join;
-use super::{Validator, duration, file, valid_name};
+use super::problem::Named;
+use super::yaml::{index, join};
+use super::{Problem, Validator, defaults, duration, file, valid_name};
 
 /// The shortest emission interval (`per / limit`): the Redis script counts in microseconds.
 const MIN_INTERVAL: Duration = Duration::from_micros(1);
@@ -29,9 +30,8 @@ pub(super) fn declared_policies(v: Option<&serde_json::Value>) -> Option<Vec<Str
 }
 
 /// `client_ip`, `route`, `claim.NAME`, `header.NAME`.
-pub fn parse_key(s: &str) -> Result<LimitKey, String> {
-    let bad =
-        || format!("invalid key \"{s}\": expected client_ip, route, claim.NAME or header.NAME");
+pub fn parse_key(s: &str) -> Result<LimitKey, Problem> {
+    let bad = || Problem::BadLimitKey(s.to_string());
     match s {
         "client_ip" => return Ok(LimitKey::ClientIp),
         "route" => return Ok(LimitKey::Route),
@@ -60,33 +60,27 @@ impl Validator<'_> {
     ) -> Option<RateLimits> {
         let r: file::RateLimits = self.decode(v, "rate_limits")?;
         let before = self.errors.len();
-        let store = match (r.store.unwrap_or(file::RateLimitStore::Memory), r.redis_url) {
+        let store = match (r.store.unwrap_or(defaults::RATE_LIMIT_STORE), r.redis_url) {
             (file::RateLimitStore::Memory, _) => LimitStore::Memory,
             (file::RateLimitStore::Redis, None) => {
-                self.err(
-                    "rate_limits.store",
-                    "store: redis needs `redis_url` (e.g. redis://127.0.0.1:6379/0)",
-                );
+                self.err("rate_limits.store", Problem::RedisWithoutUrl);
                 LimitStore::Memory
             }
             (file::RateLimitStore::Redis, Some(url)) => {
                 // The URL may hold a password: never echo it.
                 if redis::Client::open(url.as_str()).is_err() {
-                    self.err(
-                        "rate_limits.redis_url",
-                        "invalid Redis URL: expected redis://[user:password@]host:port[/db] or rediss://...",
-                    );
+                    self.err("rate_limits.redis_url", Problem::BadRedisUrl);
                 }
                 let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
                 if pool_size == 0 {
-                    self.err("rate_limits.redis_pool_size", "must be at least 1");
+                    self.err("rate_limits.redis_pool_size", Problem::AtLeast(1));
                 }
                 LimitStore::Redis { url, pool_size }
             }
         };
         let store_timeout = duration::or(r.store_timeout, defaults::RATE_LIMIT_STORE_TIMEOUT);
         if store_timeout.is_zero() {
-            self.err("rate_limits.store_timeout", "must be greater than 0");
+            self.err("rate_limits.store_timeout", Problem::Zero);
         }
         let identity_headers: Vec<&HeaderName> = auth
             .map(|a| a.claims_to_headers.iter().map(|(_, h)| h).collect())
@@ -103,9 +97,9 @@ impl Validator<'_> {
         }
         Some(RateLimits {
             store,
-            on_store_error: r.on_store_error.unwrap_or(OnStoreError::Local),
+            on_store_error: r.on_store_error.unwrap_or(defaults::ON_STORE_ERROR),
             store_timeout,
-            headers: r.headers.unwrap_or(true),
+            headers: r.headers.unwrap_or(defaults::RATE_LIMIT_HEADERS),
             policies,
         })
     }
@@ -118,21 +112,13 @@ impl Validator<'_> {
         identity_headers: &[&HeaderName],
     ) -> Option<LimitPolicy> {
         if !valid_name(name) {
-            self.err(
-                path,
-                format!("invalid policy name \"{name}\": use letters, digits, '-' and '_'"),
-            );
+            self.err(path, Problem::BadName(Named::Policy, name.to_string()));
         }
         let p: file::RateLimitPolicy = self.decode(v, path)?;
         let before = self.errors.len();
         let key = match parse_key(&p.key) {
             Ok(LimitKey::Header(h)) if identity_headers.contains(&&h) => {
-                self.err(
-                    &join(path, "key"),
-                    format!(
-                        "\"{h}\" is an identity header (auth.claims_to_headers): the client sends it here, so count by the claim instead (claim.NAME)"
-                    ),
-                );
+                self.err(&join(path, "key"), Problem::IdentityHeaderKey(h));
                 None
             }
             Ok(k) => Some(k),
@@ -142,24 +128,15 @@ impl Validator<'_> {
             }
         };
         if p.limit == 0 {
-            self.err(
-                &join(path, "limit"),
-                "must be at least 1 (to refuse every request, remove the route)",
-            );
+            self.err(&join(path, "limit"), Problem::ZeroLimit);
         }
         if p.per.0.is_zero() {
-            self.err(&join(path, "per"), "must be greater than 0");
+            self.err(&join(path, "per"), Problem::Zero);
         } else if p.limit > 0 && p.per.0 / p.limit < MIN_INTERVAL {
-            self.err(
-                &join(path, "limit"),
-                "more than 1,000,000 requests per second per key cannot be counted",
-            );
+            self.err(&join(path, "limit"), Problem::RateTooHigh);
         }
         if p.burst == Some(0) {
-            self.err(
-                &join(path, "burst"),
-                "must be at least 1 (leave it out to default to `limit`)",
-            );
+            self.err(&join(path, "burst"), Problem::ZeroBurst);
         }
         if self.errors.len() > before {
             return None;
@@ -169,7 +146,7 @@ impl Validator<'_> {
             key: key?,
             limit: p.limit,
             per: p.per.0,
-            burst: p.burst.unwrap_or(p.limit),
+            burst: p.burst.unwrap_or(defaults::rate_limit_burst(p.limit)),
         })
     }
 
@@ -182,25 +159,24 @@ impl Validator<'_> {
         declared: Option<&[String]>,
     ) {
         for r in routes {
+            let list = join(&index("routes", r.index), "rate_limit");
             for (j, name) in r.rate_limit.iter().enumerate() {
-                let at = format!("routes[{}].rate_limit[{j}]", r.index);
+                let at = index(&list, j);
                 if r.rate_limit[..j].contains(name) {
-                    self.err(&at, format!("policy \"{name}\" is listed twice"));
+                    self.err(&at, Problem::PolicyListedTwice(name.clone()));
                     continue;
                 }
                 let Some(declared) = declared else {
-                    self.err(
-                        &at,
-                        format!(
-                            "unknown policy \"{name}\": there is no top-level `rate_limits:` block"
-                        ),
-                    );
+                    self.err(&at, Problem::NoRateLimitsBlock(name.clone()));
                     continue;
                 };
                 if !declared.iter().any(|d| d == name) {
                     self.err(
                         &at,
-                        format!("unknown policy \"{name}\" (known: {})", declared.join(", ")),
+                        Problem::UnknownPolicy {
+                            name: name.clone(),
+                            known: declared.to_vec(),
+                        },
                     );
                     continue;
                 }
@@ -211,10 +187,10 @@ impl Validator<'_> {
                 {
                     self.err(
                         &at,
-                        format!(
-                            "policy \"{name}\" counts by {}, which is only known on routes that check tokens: set `auth: optional` or `auth: required`",
-                            p.key
-                        ),
+                        Problem::ClaimKeyWithoutAuth {
+                            policy: name.clone(),
+                            key: p.key.clone(),
+                        },
                     );
                 }
             }
@@ -226,12 +202,10 @@ impl Validator<'_> {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::config::model::OnStoreError;
+    use crate::config::tests::{MINIMAL, at, errors, problems};
 
     const BASE: &str = "upstreams:\n  a: { targets: [127.0.0.1:9] }\n";
-
-    fn errors(src: &str) -> String {
-        load_str("gw.yaml", src).unwrap_err().to_string()
-    }
 
     #[test]
     fn keys_parse() {
@@ -252,7 +226,59 @@ mod tests {
             "claim.a b",
         ] {
             assert!(parse_key(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse_key(bad),
+                Err(Problem::BadLimitKey(bad.into())),
+                "{bad}"
+            );
         }
+    }
+
+    #[test]
+    fn a_block_without_policies_gets_every_default() {
+        let rl = crate::config::tests::load(&format!("{MINIMAL}rate_limits: {{}}\n"))
+            .rate_limits
+            .unwrap();
+        assert_eq!(rl.store, LimitStore::Memory);
+        assert_eq!(rl.on_store_error, defaults::ON_STORE_ERROR);
+        assert_eq!(rl.store_timeout, defaults::RATE_LIMIT_STORE_TIMEOUT);
+        assert_eq!(rl.headers, defaults::RATE_LIMIT_HEADERS);
+        assert!(rl.policies.is_empty());
+        let redis = crate::config::tests::load(&format!(
+            "{MINIMAL}rate_limits: {{ store: redis, redis_url: \"redis://127.0.0.1:6379/0\" }}\n"
+        ))
+        .rate_limits
+        .unwrap();
+        assert_eq!(
+            redis.store,
+            LimitStore::Redis {
+                url: "redis://127.0.0.1:6379/0".into(),
+                pool_size: defaults::REDIS_POOL_SIZE
+            }
+        );
+    }
+
+    #[test]
+    fn keys_rates_and_the_store_are_checked() {
+        let src = format!(
+            "{MINIMAL}auth: {{ issuer: i, audiences: [x], algorithms: [RS256], jwks_url: \"http://a/jwks\", claims_to_headers: {{ sub: X-User }} }}\n\
+             rate_limits:\n  store_timeout: 0s\n  policies:\n    \"a b\": {{ key: header.x-user, limit: 2000001, per: 2s }}\n"
+        );
+        assert_eq!(
+            problems(&src),
+            at([
+                ("rate_limits.store_timeout", Problem::Zero),
+                (
+                    "rate_limits.policies.a b",
+                    Problem::BadName(Named::Policy, "a b".into())
+                ),
+                (
+                    "rate_limits.policies.a b.key",
+                    Problem::IdentityHeaderKey(HeaderName::from_static("x-user"))
+                ),
+                ("rate_limits.policies.a b.limit", Problem::RateTooHigh),
+            ])
+        );
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// A list item's path, the way error messages print it: `routes[2]`.
+pub fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
 /// A YAML syntax error, with its position.
 #[derive(Debug)]
 pub struct SyntaxError {
@@ -125,7 +130,7 @@ fn convert(
         YamlData::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.push(convert(item, format!("{path}[{i}]"), positions)?);
+                out.push(convert(item, index(&path, i), positions)?);
             }
             Value::Array(out)
         }

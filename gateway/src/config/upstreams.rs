@@ -1,0 +1,450 @@
+//! Checks of `upstreams:`: names, targets, timeouts, retries (and their budget), active health
+//! checks and circuit breakers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::model::{BreakerSpec, HealthCheckSpec, RetryPolicy, StatusSet, Timeouts, UpstreamSpec};
+use super::problem::Named;
+use super::yaml::{index, join};
+use super::{Problem, Validator, defaults, duration, file, valid_name};
+use crate::breaker::BreakerConfig;
+use crate::retry_budget::BudgetConfig;
+
+/// More retries than this per request multiply an outage instead of riding it out.
+const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Health checks more often than this would be load, not monitoring.
+const MIN_HEALTH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The upstreams that passed their checks, and every name declared (valid or not), so a route
+/// naming an upstream that failed is not also told it is unknown.
+pub(super) struct Upstreams {
+    pub(super) valid: BTreeMap<String, Arc<UpstreamSpec>>,
+    declared: Vec<String>,
+}
+
+impl Upstreams {
+    pub(super) fn is_declared(&self, name: &str) -> bool {
+        self.declared.iter().any(|d| d == name)
+    }
+}
+
+/// `host:port`, `[v6]:port`; the host is resolved later (at run time, not by `validate`).
+fn check_target(t: &str) -> Result<(), Problem> {
+    if SocketAddr::from_str(t).is_ok() {
+        return Ok(());
+    }
+    let bad = || Problem::BadTarget(t.to_string());
+    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
+        return Err(bad());
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+impl Validator<'_> {
+    /// `upstreams:`, each on its own.
+    pub(super) fn upstreams(
+        &mut self,
+        raw: serde_json::Map<String, serde_json::Value>,
+    ) -> Upstreams {
+        let declared = raw.keys().cloned().collect();
+        let mut valid = BTreeMap::new();
+        for (name, v) in raw {
+            let path = join("upstreams", &name);
+            if let Some(u) = self.upstream(&name, v, &path) {
+                valid.insert(name, Arc::new(u));
+            }
+        }
+        Upstreams { valid, declared }
+    }
+
+    fn upstream(&mut self, name: &str, v: serde_json::Value, path: &str) -> Option<UpstreamSpec> {
+        if !valid_name(name) {
+            self.err(path, Problem::BadName(Named::Upstream, name.to_string()));
+        }
+        let u: file::Upstream = self.decode(v, path)?;
+        let targets_path = join(path, "targets");
+        if u.targets.is_empty() {
+            self.err(&targets_path, Problem::NoTargets);
+        }
+        for (i, t) in u.targets.iter().enumerate() {
+            if let Err(problem) = check_target(t) {
+                self.err(&index(&targets_path, i), problem);
+            }
+        }
+        let t = u.timeouts.unwrap_or_default();
+        let timeouts = Timeouts {
+            connect: duration::or(t.connect, defaults::CONNECT_TIMEOUT),
+            response: duration::or(t.response, defaults::RESPONSE_TIMEOUT),
+            idle: duration::or(t.idle, defaults::IDLE_TIMEOUT),
+        };
+        let timeouts_path = join(path, "timeouts");
+        for (field, d) in [
+            ("connect", timeouts.connect),
+            ("response", timeouts.response),
+        ] {
+            if d.is_zero() {
+                self.err(&join(&timeouts_path, field), Problem::Zero);
+            }
+        }
+        let retries = self.retries(u.retries.unwrap_or_default(), &join(path, "retries"));
+        let health_check = u
+            .health_check
+            .and_then(|h| self.health_check(h, &join(path, "health_check")));
+        let circuit_breaker = self.circuit_breaker(
+            u.circuit_breaker.unwrap_or_default(),
+            &join(path, "circuit_breaker"),
+        );
+        Some(UpstreamSpec {
+            name: name.to_string(),
+            targets: u.targets,
+            load_balancing: u.load_balancing.unwrap_or(defaults::LOAD_BALANCING),
+            timeouts,
+            retries: retries?,
+            health_check,
+            circuit_breaker: circuit_breaker?,
+        })
+    }
+
+    fn retries(&mut self, r: file::Retries, path: &str) -> Option<RetryPolicy> {
+        let before = self.errors.len();
+        let b = r.budget.unwrap_or_default();
+        let budget = BudgetConfig {
+            ratio: b.ratio.unwrap_or(defaults::RETRY_BUDGET_RATIO),
+            min_retries_per_second: b
+                .min_retries_per_second
+                .unwrap_or(defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND),
+            window: duration::or(b.window, defaults::RETRY_BUDGET_WINDOW),
+        };
+        if let Err(e) = budget.validate() {
+            self.refused(&join(path, "budget"), &e);
+        }
+        let policy = RetryPolicy {
+            attempts: r.attempts.unwrap_or(defaults::RETRY_ATTEMPTS),
+            backoff: duration::or(r.backoff, defaults::RETRY_BACKOFF),
+            max_backoff: duration::or(r.max_backoff, defaults::RETRY_MAX_BACKOFF),
+            budget,
+        };
+        if policy.attempts > MAX_RETRY_ATTEMPTS {
+            self.err(
+                &join(path, "attempts"),
+                Problem::TooManyRetries {
+                    got: policy.attempts,
+                    max: MAX_RETRY_ATTEMPTS,
+                },
+            );
+        }
+        if policy.max_backoff < policy.backoff {
+            self.err(
+                &join(path, "max_backoff"),
+                Problem::BelowBackoff {
+                    backoff: policy.backoff,
+                    got: policy.max_backoff,
+                },
+            );
+        }
+        (self.errors.len() == before).then_some(policy)
+    }
+
+    fn health_check(&mut self, h: file::HealthCheck, path: &str) -> Option<HealthCheckSpec> {
+        let before = self.errors.len();
+        if !h.path.starts_with('/') {
+            self.err(&join(path, "path"), Problem::NoLeadingSlash(h.path.clone()));
+        } else if http::uri::PathAndQuery::from_str(&h.path).is_err() {
+            self.err(&join(path, "path"), Problem::BadRequestPath(h.path.clone()));
+        }
+        if let Some(host) = &h.host
+            && http::HeaderValue::from_str(host).is_err()
+        {
+            self.err(&join(path, "host"), Problem::BadHostHeader);
+        }
+        let spec = HealthCheckSpec {
+            path: h.path,
+            host: h.host,
+            interval: duration::or(h.interval, defaults::HEALTH_INTERVAL),
+            timeout: duration::or(h.timeout, defaults::HEALTH_TIMEOUT),
+            healthy_threshold: h.healthy_threshold.unwrap_or(defaults::HEALTHY_THRESHOLD),
+            unhealthy_threshold: h
+                .unhealthy_threshold
+                .unwrap_or(defaults::UNHEALTHY_THRESHOLD),
+        };
+        if spec.interval < MIN_HEALTH_INTERVAL {
+            self.err(
+                &join(path, "interval"),
+                Problem::TooShort {
+                    min: MIN_HEALTH_INTERVAL,
+                    got: spec.interval,
+                },
+            );
+        }
+        if spec.timeout.is_zero() || spec.timeout > spec.interval {
+            self.err(
+                &join(path, "timeout"),
+                Problem::TimeoutAboveInterval {
+                    interval: spec.interval,
+                    got: spec.timeout,
+                },
+            );
+        }
+        for (field, v) in [
+            ("healthy_threshold", spec.healthy_threshold),
+            ("unhealthy_threshold", spec.unhealthy_threshold),
+        ] {
+            if v == 0 {
+                self.err(&join(path, field), Problem::AtLeast(1));
+            }
+        }
+        (self.errors.len() == before).then_some(spec)
+    }
+
+    /// `Some(None)`: valid and switched off; `None`: invalid (errors recorded).
+    fn circuit_breaker(
+        &mut self,
+        c: file::CircuitBreaker,
+        path: &str,
+    ) -> Option<Option<BreakerSpec>> {
+        let before = self.errors.len();
+        let open_for = duration::or(c.open_for, defaults::BREAKER_OPEN_FOR);
+        let config = BreakerConfig {
+            failure_ratio: c.failure_ratio.unwrap_or(defaults::BREAKER_FAILURE_RATIO),
+            min_requests: c.min_requests.unwrap_or(defaults::BREAKER_MIN_REQUESTS),
+            window: duration::or(c.window, defaults::BREAKER_WINDOW),
+            open_for,
+            max_open_for: duration::or(c.max_open_for, defaults::breaker_max_open_for(open_for)),
+            half_open_requests: c
+                .half_open_requests
+                .unwrap_or(defaults::BREAKER_HALF_OPEN_REQUESTS),
+        };
+        if let Err(e) = config.validate() {
+            self.refused(path, &e);
+        }
+        let failure_statuses = match c.failure_statuses {
+            None => defaults::breaker_failure_statuses(),
+            Some(entries) => self.statuses(&entries, &join(path, "failure_statuses")),
+        };
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(
+            c.enabled
+                .unwrap_or(defaults::BREAKER_ENABLED)
+                .then_some(BreakerSpec {
+                    config,
+                    failure_statuses,
+                }),
+        )
+    }
+
+    /// `failure_statuses: [503, 5xx]`.
+    fn statuses(&mut self, entries: &[file::StatusEntry], path: &str) -> StatusSet {
+        let mut set = StatusSet::empty();
+        for (i, e) in entries.iter().enumerate() {
+            match e {
+                file::StatusEntry::Code(code @ 100..=599) => set.insert_range(*code, *code),
+                file::StatusEntry::Code(code) => {
+                    self.err(&index(path, i), Problem::NotAStatus(*code))
+                }
+                file::StatusEntry::Class(class) => match class.as_str() {
+                    "4xx" => set.insert_range(400, 499),
+                    "5xx" => set.insert_range(500, 599),
+                    other => self.err(&index(path, i), Problem::BadStatusClass(other.to_string())),
+                },
+            }
+        }
+        set
+    }
+
+    /// An error from a runtime type's `validate()`, which starts with its field name
+    /// (`ratio: must be ...`): reported at `path.field`.
+    fn refused(&mut self, path: &str, error: &str) {
+        match error.split_once(": ") {
+            Some((field, reason)) if valid_name(field) => {
+                self.err(&join(path, field), Problem::Refused(reason.to_string()))
+            }
+            _ => self.err(path, Problem::Refused(error.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::LoadBalancing;
+    use crate::config::tests::{at, load, problems};
+
+    /// One upstream `a` written as the flow mapping `upstream`, and a route to it.
+    fn one_upstream(upstream: &str) -> String {
+        format!(
+            "upstreams:\n  a: {{ {upstream} }}\nroutes:\n  - {{ name: r, match: {{}}, upstream: a }}\n"
+        )
+    }
+
+    #[test]
+    fn targets_parse() {
+        for good in ["127.0.0.1:80", "[::1]:80", "monolith:8000", "a-b.c:1"] {
+            assert_eq!(check_target(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "monolith", ":80", "a:0", "a:x", "a b:80", "a:65536", "a_b:80",
+        ] {
+            assert_eq!(
+                check_target(bad),
+                Err(Problem::BadTarget(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_upstream_gets_every_default() {
+        let c = load(&one_upstream("targets: [127.0.0.1:9]"));
+        let u = &c.upstreams["a"];
+        assert_eq!(u.load_balancing, defaults::LOAD_BALANCING);
+        assert_eq!(u.timeouts.connect, defaults::CONNECT_TIMEOUT);
+        assert_eq!(u.timeouts.response, defaults::RESPONSE_TIMEOUT);
+        assert_eq!(u.timeouts.idle, defaults::IDLE_TIMEOUT);
+        assert_eq!(
+            u.retries,
+            RetryPolicy {
+                attempts: defaults::RETRY_ATTEMPTS,
+                backoff: defaults::RETRY_BACKOFF,
+                max_backoff: defaults::RETRY_MAX_BACKOFF,
+                budget: BudgetConfig::default(),
+            }
+        );
+        assert_eq!(u.health_check, None);
+        assert_eq!(
+            u.circuit_breaker,
+            Some(BreakerSpec {
+                config: BreakerConfig::default(),
+                failure_statuses: StatusSet::server_errors(),
+            })
+        );
+    }
+
+    #[test]
+    fn configured_values_are_kept() {
+        let c = load(&one_upstream(
+            "targets: [127.0.0.1:9], load_balancing: random, health_check: { path: /h }, \
+             circuit_breaker: { open_for: 1s, failure_statuses: [429, 5xx] }",
+        ));
+        let u = &c.upstreams["a"];
+        assert_eq!(u.load_balancing, LoadBalancing::Random);
+        let h = u.health_check.as_ref().unwrap();
+        assert_eq!(
+            (
+                h.interval,
+                h.timeout,
+                h.healthy_threshold,
+                h.unhealthy_threshold
+            ),
+            (
+                defaults::HEALTH_INTERVAL,
+                defaults::HEALTH_TIMEOUT,
+                defaults::HEALTHY_THRESHOLD,
+                defaults::UNHEALTHY_THRESHOLD
+            )
+        );
+        let b = u.circuit_breaker.as_ref().unwrap();
+        assert_eq!(
+            b.config.max_open_for,
+            Duration::from_secs(8),
+            "follows open_for"
+        );
+        assert_eq!(b.failure_statuses.describe(), "429,500-599");
+        let off = load(&one_upstream(
+            "targets: [127.0.0.1:9], circuit_breaker: { enabled: false }",
+        ));
+        assert_eq!(off.upstreams["a"].circuit_breaker, None);
+    }
+
+    #[test]
+    fn names_targets_and_timeouts_are_checked() {
+        let src = "upstreams:\n  \"a b\": { targets: [nohost], timeouts: { connect: 0s, response: 0s } }\n  c: { targets: [] }\nroutes:\n  - { name: r, match: {}, upstream: c }\n";
+        assert_eq!(
+            problems(src),
+            at([
+                (
+                    "upstreams.a b",
+                    Problem::BadName(Named::Upstream, "a b".into())
+                ),
+                (
+                    "upstreams.a b.targets[0]",
+                    Problem::BadTarget("nohost".into())
+                ),
+                ("upstreams.a b.timeouts.connect", Problem::Zero),
+                ("upstreams.a b.timeouts.response", Problem::Zero),
+                ("upstreams.c.targets", Problem::NoTargets),
+            ])
+        );
+    }
+
+    #[test]
+    fn retries_health_checks_and_breakers_are_checked() {
+        let src = one_upstream(
+            "targets: [127.0.0.1:9], \
+             retries: { attempts: 11, backoff: 1s, max_backoff: 10ms, budget: { window: 0s } }, \
+             health_check: { path: \"/a b\", host: \"a\\nb\", interval: 1s, timeout: 0s, unhealthy_threshold: 0 }, \
+             circuit_breaker: { min_requests: 0, failure_statuses: [99, 3xx] }",
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            problems(&src),
+            at([
+                (
+                    "upstreams.a.retries.attempts",
+                    Problem::TooManyRetries { got: 11, max: 10 }
+                ),
+                (
+                    "upstreams.a.retries.max_backoff",
+                    Problem::BelowBackoff {
+                        backoff: ms(1000),
+                        got: ms(10)
+                    }
+                ),
+                (
+                    "upstreams.a.retries.budget.window",
+                    Problem::Refused("must be longer than 0s".into())
+                ),
+                (
+                    "upstreams.a.health_check.path",
+                    Problem::BadRequestPath("/a b".into())
+                ),
+                ("upstreams.a.health_check.host", Problem::BadHostHeader),
+                (
+                    "upstreams.a.health_check.timeout",
+                    Problem::TimeoutAboveInterval {
+                        interval: ms(1000),
+                        got: ms(0)
+                    }
+                ),
+                (
+                    "upstreams.a.health_check.unhealthy_threshold",
+                    Problem::AtLeast(1)
+                ),
+                (
+                    "upstreams.a.circuit_breaker.min_requests",
+                    Problem::Refused("must be at least 1".into())
+                ),
+                (
+                    "upstreams.a.circuit_breaker.failure_statuses[0]",
+                    Problem::NotAStatus(99)
+                ),
+                (
+                    "upstreams.a.circuit_breaker.failure_statuses[1]",
+                    Problem::BadStatusClass("3xx".into())
+                ),
+            ])
+        );
+    }
+}
