@@ -18,13 +18,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let (status, v) = slow.await.unwrap();
     assert_eq!(status, 200, "the in-flight request finished");
     assert_eq!(v["server"], "a");
-    let code = tokio::task::spawn_blocking(move || {
-        let code = gw.proc.wait_exit(Duration::from_secs(15));
-        (code, gw)
-    })
-    .await
-    .unwrap();
-    let (code, gw) = code;
+    let code = gw.proc.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "{}", gw.proc.stderr());
     // Drain timeout is 10s; exit follows the last request, not the timeout.
     assert!(
