@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Echo, Gateway, get_json, one_route};
+use crate::support::{Echo, Gateway, Want, get_json, one_route};
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
@@ -11,7 +11,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut gw = Gateway::start(&one_route(&a.addr())).await;
     let url = gw.url("/slow");
     let slow = tokio::spawn(async move { get_json(&url, &[("x-echo-delay-ms", "1500")]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM only once the gateway holds the request (the origin holds it for 1.5s).
+    gw.wait_metric("gateway_requests_in_flight", Want::AtLeast(1.0))
+        .await;
     let sent = Instant::now();
     gw.proc.signal("TERM");
 
