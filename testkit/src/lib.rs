@@ -7,7 +7,9 @@
 //! - [`cargo_bin`]: the path of a workspace binary (built by `cargo build --workspace --bins`,
 //!   which `scripts/test.sh` runs before the tests);
 //! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
-//! - [`eventually`] / [`wait_http_ok`]: wait for a condition with a deadline instead of sleeping;
+//! - [`eventually`] (module [`wait`]): the one way to wait, for a condition with a deadline
+//!   instead of a sleep; [`wait_http_ok`] is one such wait;
+//! - [`prom`]: a gauge or counter out of a `/metrics` text, the usual thing to wait on;
 //! - [`workspace_root`]: to find `config/` and the Python venv;
 //! - [`pem`]: DER key material as PEM text (test and bench keys made with aws-lc-rs);
 //! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP/protobuf), the `otlp-receiver` binary;
@@ -15,11 +17,15 @@
 
 pub mod layers;
 pub mod otlp;
+pub mod prom;
+pub mod wait;
+
+pub use wait::{Outcome, eventually, wait_http_ok};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// An ephemeral TCP port on 127.0.0.1 that was free when this returned.
 pub fn free_port() -> u16 {
@@ -132,24 +138,23 @@ impl Proc {
     }
 
     /// Waits up to `timeout` for the process to exit; returns its exit code (None: killed by a
-    /// signal), or panics if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
+    /// signal). Panics if it is still running then (its output is printed as it is dropped).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let what = format!("{} to exit", self.name);
         let child = self.child.as_mut().expect("process already reaped");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status.code();
+        let status: ExitStatus = eventually(&what, timeout, || {
+            let polled = child.try_wait();
+            async move {
+                match polled {
+                    Ok(Some(status)) => Ok(status),
+                    Ok(None) => Err("running".to_string()),
+                    Err(e) => Err(format!("try_wait: {e}")),
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}; stderr:\n{}",
-                self.name,
-                self.stderr()
-            );
-            std::thread::yield_now();
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        })
+        .await;
+        self.child = None;
+        status.code()
     }
 
     /// Kills the process now (SIGKILL) and reaps it.
@@ -157,14 +162,6 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-
-    /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
         }
     }
 }
@@ -190,43 +187,6 @@ fn tail(s: &str, max: usize) -> &str {
         .find(|&i| s.is_char_boundary(i))
         .unwrap_or(s.len());
     &s[start..]
-}
-
-/// Retries `check` until it returns `Some`, or panics after `timeout` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Waits until `GET url` answers 2xx.
-pub async fn wait_http_ok(url: &str, timeout: Duration) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("client");
-    eventually(&format!("GET {url} to answer 2xx"), timeout, || {
-        let client = client.clone();
-        async move {
-            match client.get(url).send().await {
-                Ok(resp) if resp.status().is_success() => Some(()),
-                _ => None,
-            }
-        }
-    })
-    .await
 }
 
 /// A plain HTTP client for tests: no proxy from the environment, no connection reuse surprises.

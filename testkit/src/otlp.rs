@@ -118,7 +118,7 @@ pub async fn serve(grpc: SocketAddr, http: SocketAddr, out: &Path) -> anyhow::Re
 }
 
 /// One JSON object per span of the request.
-pub fn span_lines(transport: &str, req: &ExportTraceServiceRequest) -> Vec<Value> {
+fn span_lines(transport: &str, req: &ExportTraceServiceRequest) -> Vec<Value> {
     let mut out = Vec::new();
     for rs in &req.resource_spans {
         let resource = rs
@@ -191,8 +191,8 @@ fn value(v: &AnyValue) -> Value {
 /// A running `otlp-receiver` process (killed by PID on drop).
 pub struct OtlpReceiver {
     _proc: Proc,
-    pub grpc_port: u16,
-    pub http_port: u16,
+    grpc_port: u16,
+    http_port: u16,
     out: PathBuf,
     _dir: tempfile::TempDir,
 }

@@ -498,7 +498,29 @@ async fn refresh_rejects_unknown_and_missing_tokens(b: Backend) {
     let t = TestApp::with_config(b, "refresh_ttl: 1ms").await;
     t.register("jack@example.com").await;
     let login = t.login("jack@example.com").await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Expired once the service's clock reaches its `expires_at_ms` (`refresh::rotate`).
+    let token = login["refresh_token"].as_str().unwrap();
+    let expires_at_ms: i64 =
+        sqlx::query_scalar("SELECT expires_at_ms FROM refresh_tokens WHERE token_hash = $1")
+            .bind(auth_service::tokens::sha256_hex(token.as_bytes()))
+            .fetch_one(&t.state.db.pool)
+            .await
+            .unwrap();
+    testkit::eventually(
+        "the 1ms refresh TTL to run out",
+        Duration::from_secs(5),
+        || {
+            let now = auth_service::db::now_ms();
+            async move {
+                if expires_at_ms <= now {
+                    Ok(())
+                } else {
+                    Err(format!("expires at {expires_at_ms}, now {now}"))
+                }
+            }
+        },
+    )
+    .await;
     t.post(
         "/api/auth/refresh",
         json!({"refresh_token": login["refresh_token"]}),

@@ -37,7 +37,7 @@ async fn pyjwt_verifies_through_the_jwks(alg: &str) {
     );
     assert!(stdout.contains("OK valid token accepted"), "{stdout}");
     assert!(stdout.contains("OK tampered token rejected"), "{stdout}");
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test]

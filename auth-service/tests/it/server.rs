@@ -88,7 +88,7 @@ async fn sqlite_file_and_directory_are_created_on_first_start() {
         std::fs::write(&config, crate::support::config_yaml(&db_url, "")).unwrap();
         let server = Server::start(&config, &[]).await;
         assert!(file.exists());
-        server.stop();
+        server.stop().await;
     })
     .await;
 }
@@ -102,7 +102,7 @@ async fn restart_keeps_the_signing_key(backend: Backend) {
     let old_token = first["access_token"].as_str().unwrap().to_string();
     let kid = jwt_parts(&old_token).0["kid"].as_str().unwrap().to_string();
     let issuer = jwt_parts(&old_token).1["iss"].as_str().unwrap().to_string();
-    server.stop();
+    server.stop().await;
 
     // Same database, new process (and port: the issuer is pinned by the old token's iss).
     let server = Server::start(&config, &["--issuer", &issuer]).await;
@@ -130,7 +130,7 @@ async fn restart_keeps_the_signing_key(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn cli_rotation_is_picked_up_and_the_old_key_retires(backend: Backend) {
             .any(|l| l.starts_with(&old_kid) && l.contains("retired")),
         "{out}"
     );
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -270,7 +270,7 @@ async fn cli_grant_role_shows_up_in_new_tokens() {
         );
         assert_eq!(code, 1);
         assert!(err.contains("invalid role"), "{err}");
-        server.stop();
+        server.stop().await;
     })
     .await;
 }
@@ -339,7 +339,7 @@ async fn metrics_pass_promtool() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        server.stop();
+        server.stop().await;
     })
     .await;
 }
@@ -420,7 +420,7 @@ async fn logs_are_json_and_never_contain_passwords_or_tokens() {
             saw_request_id,
             "the request id is in the span of the request's log lines"
         );
-        server.stop();
+        server.stop().await;
     })
     .await;
 }
@@ -461,7 +461,7 @@ async fn throttling_uses_x_forwarded_for_from_the_trusted_local_proxy() {
             200,
             "another client gets in"
         );
-        server.stop();
+        server.stop().await;
     })
     .await;
 }

@@ -351,9 +351,9 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) {
+    pub async fn stop(mut self) {
         self.proc.signal("TERM");
-        let code = self.proc.wait_exit(Duration::from_secs(10));
+        let code = self.proc.wait_exit(Duration::from_secs(10)).await;
         assert_eq!(
             code,
             Some(0),

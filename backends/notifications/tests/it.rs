@@ -506,7 +506,7 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
 
     proc.signal("TERM");
     assert_eq!(
-        proc.wait_exit(Duration::from_secs(10)),
+        proc.wait_exit(Duration::from_secs(10)).await,
         Some(0),
         "{}",
         proc.stderr()

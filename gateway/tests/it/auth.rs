@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
 use serde_json::{Value, json};
 use testkit::{eventually, pem};
 
-use crate::support::{AuthService, Echo, Gateway, get_json, kid_of};
+use crate::support::{AuthService, Echo, Gateway, WAIT, Want, get_json, kid_of};
 
 const ISSUER: &str = "https://issuer.test";
 
@@ -21,6 +21,32 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Waits until `cooldown` (the gateway's `jwks_unknown_kid_cooldown`) has passed since its last
+/// JWKS fetch, so that a token with an unknown `kid` makes it fetch again. The cooldown runs
+/// from the start of the last fetch; the gateway exports the end of the last successful one,
+/// which is later: waiting from that is enough while no fetch has failed since (true where
+/// this is called).
+async fn wait_out_unknown_kid_cooldown(gw: &Gateway, cooldown: Duration) {
+    eventually(
+        "the unknown-kid cooldown since the last JWKS fetch",
+        WAIT,
+        || async {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            match gw
+                .metric("gateway_jwks_last_success_timestamp_seconds")
+                .await
+            {
+                Some(at) if now >= at + cooldown.as_secs_f64() => Ok(()),
+                at => Err(format!("last fetch at {at:?}, now {now:.3}")),
+            }
+        },
+    )
+    .await
 }
 
 /// A signing key the test holds, and its public JWK.
@@ -555,7 +581,7 @@ async fn jwks_rotation_single_flight_and_readiness() {
     // re-fetch between them, and all pass.
     let rsa2 = rsa_key("rsa-2");
     jwks.keys.lock().unwrap().push(rsa2.jwk.clone());
-    tokio::time::sleep(Duration::from_millis(2100)).await; // past the unknown-kid cooldown
+    wait_out_unknown_kid_cooldown(&gw, Duration::from_secs(2)).await;
     let new_token = format!("Bearer {}", sign(&rsa2, &good_claims()));
     let mut tasks = Vec::new();
     for _ in 0..30 {
@@ -705,7 +731,7 @@ async fn end_to_end_with_the_real_auth_service() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the unknown-kid cooldown is 1s
+    wait_out_unknown_kid_cooldown(&gw, Duration::from_secs(1)).await;
     let (s, v) = get_json(
         &gw.url("/api/x"),
         &[("authorization", &format!("Bearer {new_token}"))],
@@ -733,16 +759,9 @@ async fn end_to_end_with_the_real_auth_service() {
             200
         );
     }
-    eventually(
-        "a failed JWKS refresh to be counted",
-        Duration::from_secs(15),
-        || async {
-            (gw.metric(r#"gateway_jwks_refreshes_total{result="failure"}"#)
-                .await
-                .unwrap_or(0.0)
-                >= 1.0)
-                .then_some(())
-        },
+    gw.wait_metric(
+        r#"gateway_jwks_refreshes_total{result="failure"}"#,
+        Want::AtLeast(1.0),
     )
     .await;
     assert_eq!(

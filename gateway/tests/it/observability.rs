@@ -3,15 +3,13 @@
 //! forwards W3C trace context, and writes JSON access-log lines.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 use testkit::otlp::OtlpReceiver;
 use testkit::{eventually, free_port};
 
-use crate::support::{AuthService, Echo, Gateway, get_json, one_route};
+use crate::support::{AuthService, Echo, Gateway, WAIT, Want, get_json, one_route};
 
-const WAIT: Duration = Duration::from_secs(20);
 const INCOMING_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const INCOMING_SPAN: &str = "b7ad6b7169203331";
 
@@ -358,17 +356,9 @@ async fn a_dead_collector_costs_clients_nothing_and_drops_are_counted() {
         let (status, _) = get_json(&gw.url(&format!("/dead/{i}")), &[]).await;
         assert_eq!(status, 200);
     }
-    let dropped = eventually("dropped spans to be counted", WAIT, || {
-        let gw = &gw;
-        async move {
-            let v = gw
-                .metric("gateway_trace_spans_dropped_total")
-                .await
-                .unwrap_or(0.0);
-            (v >= 40.0).then_some(v)
-        }
-    })
-    .await;
+    let dropped = gw
+        .wait_metric("gateway_trace_spans_dropped_total", Want::AtLeast(40.0))
+        .await;
     assert!(dropped >= 40.0, "two spans per request: {dropped}");
     assert_eq!(
         gw.metric("gateway_access_log_lines_dropped_total").await,

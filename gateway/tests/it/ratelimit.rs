@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use testkit::eventually;
 
-use crate::support::{AuthService, Echo, Gateway, Redis};
+use crate::support::{AuthService, Echo, Gateway, Redis, WAIT, Want};
 
 struct Resp {
     status: u16,
@@ -207,37 +207,14 @@ async fn buckets_survive_a_reload_when_the_policy_is_unchanged() {
     };
     let gw = Gateway::start(&body(2, true, "")).await;
     assert_eq!(statuses(&gw.url("/x"), &[], 3).await, vec![200, 200, 429]);
-    let reloads = |gw: &Gateway, n: f64| {
-        let gw_url = gw.admin_url("/metrics");
-        async move {
-            eventually("the reload", Duration::from_secs(10), || {
-                let url = gw_url.clone();
-                async move {
-                    let text = testkit::http_client()
-                        .get(url)
-                        .send()
-                        .await
-                        .ok()?
-                        .text()
-                        .await
-                        .ok()?;
-                    text.lines()
-                        .any(|l| {
-                            l == format!("gateway_config_reloads_total{{result=\"success\"}} {n}")
-                        })
-                        .then_some(())
-                }
-            })
-            .await;
-        }
-    };
+    let reloads = r#"gateway_config_reloads_total{result="success"}"#;
     // Another route and `headers: false`; the policy is the same: still refused.
     gw.write_config(&body(
         2,
         false,
         "  - name: other\n    match: { path_prefix: /other/ }\n    upstream: a\n",
     ));
-    reloads(&gw, 1.0).await;
+    gw.wait_metric(reloads, Want::Eq(1.0)).await;
     let r = get(&gw.url("/x"), &[]).await;
     assert_eq!(r.status, 429, "the bucket was kept");
     assert!(
@@ -246,7 +223,7 @@ async fn buckets_survive_a_reload_when_the_policy_is_unchanged() {
     );
     // A changed policy starts with fresh buckets; admitted responses now carry no fields.
     gw.write_config(&body(5, false, ""));
-    reloads(&gw, 2.0).await;
+    gw.wait_metric(reloads, Want::Eq(2.0)).await;
     let r = get(&gw.url("/x"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ratelimit"), None);
@@ -330,8 +307,17 @@ async fn two_and_three_gateways_hold_the_rate_over_a_window() {
         (admitted as f64 - expected).abs() <= 3.0,
         "two gateways admitted {admitted} in {elapsed:?}, expected {expected:.1} ± 3"
     );
-    // Let the bucket refill, then three gateways.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Let the bucket refill, then three gateways. Its Redis key expires when the bucket is
+    // full again (the key's TTL is the time until then).
+    eventually(
+        "the shared bucket to be full (its Redis key gone)",
+        WAIT,
+        || async {
+            let keys = redis.keys("gateway:rl:shared:*").await;
+            if keys.is_empty() { Ok(()) } else { Err(keys) }
+        },
+    )
+    .await;
     let three = Gateway::start(&redis_config(&echo.addr(), &redis, policy, "deny")).await;
     let all: Vec<&Gateway> = two.iter().chain(std::iter::once(&three)).collect();
     let (admitted, elapsed) = hammer(&all, Duration::from_secs(2)).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use testkit::eventually;
 
-use crate::support::{Echo, Gateway, get_json, preamble};
+use crate::support::{Echo, Gateway, Want, get_json, preamble};
 
 fn routes_to(upstream_addr: &str, name: &str) -> String {
     format!(
@@ -24,7 +24,10 @@ async fn wait_served_by(gw: &Gateway, who: &str) {
     eventually(
         &format!("traffic to move to {who}"),
         Duration::from_secs(10),
-        || async { (served_by(gw).await == who).then_some(()) },
+        || async {
+            let by = served_by(gw).await;
+            if by == who { Ok(()) } else { Err(by) }
+        },
     )
     .await
 }
@@ -44,14 +47,8 @@ async fn reload_by_write_then_bad_file_then_recovery() {
 
     // A broken file: the old routes keep serving and the metric says so.
     gw.write_config("upstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes:\n  - name: r3\n    match: { path_prefx: / }\n    upstream: u\n");
-    eventually(
-        "the failed reload to show in metrics",
-        Duration::from_secs(10),
-        || async {
-            (gw.metric("gateway_config_last_reload_successful").await == Some(0.0)).then_some(())
-        },
-    )
-    .await;
+    gw.wait_metric("gateway_config_last_reload_successful", Want::Eq(0.0))
+        .await;
     assert_eq!(
         gw.metric(r#"gateway_config_reloads_total{result="failure"}"#)
             .await,
@@ -160,8 +157,13 @@ async fn reload_by_sighup_and_in_flight_requests_keep_their_config() {
         let url = gw.url("/slow");
         tokio::spawn(async move { get_json(&url, &[("x-echo-delay-ms", "1500")]).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow request has its config (taken when the gateway accepts it) before the reload.
+    gw.wait_metric("gateway_requests_in_flight", Want::AtLeast(1.0))
+        .await;
     gw.write_config(&routes_to(&b.addr(), "r2"));
+    // Not a wait for a signal but a window in which nothing may happen: the gateway exports
+    // nothing when its watcher sees this write (the event only arms the 1h deadline). A counter
+    // of watcher events would turn this into a wait on that event.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(served_by(&gw).await, "a", "no reload before SIGHUP");
     gw.proc.signal("HUP");

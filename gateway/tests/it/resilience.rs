@@ -2,15 +2,13 @@
 //! to end: the real gateway in front of real origins (echo processes, and in-process origins a
 //! test can switch into a failure mode).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use testkit::eventually;
 
-use crate::support::{Echo, Gateway, Mode, Origin, get_served_by};
-
-const WAIT: Duration = Duration::from_secs(15);
+use crate::support::{Echo, Gateway, Mode, Origin, WAIT, Want, get_served_by};
 
 /// A breaker that trips fast: 5 requests, more than half failing; open for 1s.
 const FAST_BREAKER: &str = "circuit_breaker: { min_requests: 5, failure_ratio: 0.5, window: 10s, open_for: 1s, half_open_requests: 2 }";
@@ -52,29 +50,49 @@ fn breaker_series(upstream: &str, target: &str) -> String {
 /// Steady GET traffic from a background task until stopped: every (status, served by).
 struct Traffic {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(u16, String)>>,
+    seen: Arc<Mutex<Vec<(u16, String)>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Traffic {
     fn start(url: String) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (flag, log) = (stop.clone(), seen.clone());
         let task = tokio::spawn(async move {
             let client = testkit::http_client();
-            let mut seen = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(60);
             while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
-                seen.push(get_served_by(&client, &url).await);
+                let answer = get_served_by(&client, &url).await;
+                log.lock().unwrap().push(answer);
+                // Not a wait: the pause between requests is the scenario, a client sending
+                // steadily (about 100 a second) rather than as fast as it can.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            seen
         });
-        Traffic { stop, task }
+        Traffic { stop, seen, task }
+    }
+
+    /// How many requests have been answered so far.
+    fn answered(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Waits until an answer after the first `skip` satisfies `pred`.
+    async fn wait_for(&self, what: &str, skip: usize, pred: impl Fn(&(u16, String)) -> bool) {
+        eventually(what, WAIT, || {
+            let seen = self.seen.lock().unwrap();
+            let found = seen.iter().skip(skip).any(&pred);
+            let last = format!("{} answers, the last {:?}", seen.len(), seen.last());
+            async move { if found { Ok(()) } else { Err(last) } }
+        })
+        .await
     }
 
     async fn finish(self) -> Vec<(u16, String)> {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap()
+        self.task.await.unwrap();
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 }
 
@@ -106,13 +124,14 @@ routes:
     let client = testkit::http_client();
 
     let traffic = Traffic::start(gw.url("/api/notifications/"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    traffic
+        .wait_for("traffic to flow to notifications", 0, |(status, by)| {
+            *status == 200 && by == "notifications"
+        })
+        .await;
     drop(notifications); // kills the process (SIGKILL, by PID)
 
-    eventually("the breaker to open", WAIT, || async {
-        (gw.metric(&state).await == Some(2.0)).then_some(())
-    })
-    .await;
+    gw.wait_metric(&state, Want::Eq(2.0)).await; // open
     // While open (1s), requests go straight to the fallback: no connect attempt, so no failed
     // attempt to retry.
     let before = gw.metric(retries).await.unwrap();
@@ -130,14 +149,20 @@ routes:
     let _notifications = Echo::start_on("notifications", port).await;
     eventually("traffic to return to notifications", WAIT, || async {
         let (_, by) = get_served_by(&client, &gw.url("/x")).await;
-        (by == "notifications").then_some(())
+        if by == "notifications" {
+            Ok(())
+        } else {
+            Err(by)
+        }
     })
     .await;
-    eventually("the breaker to close", WAIT, || async {
-        (gw.metric(&state).await == Some(0.0)).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_metric(&state, Want::Eq(0.0)).await; // closed
+    // The answer after `answered` may be to a request sent before the close; the one after it
+    // was sent after: the last answer below is one the closed breaker let through.
+    let answered = traffic.answered();
+    traffic
+        .wait_for("a request sent after the close", answered + 1, |_| true)
+        .await;
     let seen = traffic.finish().await;
     let lost: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
     assert!(lost.is_empty(), "idempotent requests lost: {lost:?}");
@@ -421,10 +446,7 @@ async fn active_health_checks_take_a_target_out_of_rotation_and_bring_it_back() 
     );
     assert_eq!(gw.metric(&up).await, Some(1.0));
     a.set_healthy(false);
-    eventually("target a to be marked down", WAIT, || async {
-        (gw.metric(&up).await == Some(0.0)).then_some(())
-    })
-    .await;
+    gw.wait_metric(&up, Want::Eq(0.0)).await;
     let t = target_state(&gw, "svc", &a.addr()).await;
     assert_eq!(t["health"]["healthy"], false, "{t}");
     assert_eq!(t["health"]["last_error"], "status 503", "{t}");
@@ -442,19 +464,13 @@ async fn active_health_checks_take_a_target_out_of_rotation_and_bring_it_back() 
         r#"gateway_upstream_target_up{{target="{}",upstream="svc"}}"#,
         b.addr()
     );
-    eventually("target b to be marked down", WAIT, || async {
-        (gw.metric(&b_up).await == Some(0.0)).then_some(())
-    })
-    .await;
+    gw.wait_metric(&b_up, Want::Eq(0.0)).await;
     let resp = client.get(gw.url("/x")).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
 
     a.set_healthy(true);
-    eventually("target a to be back", WAIT, || async {
-        (gw.metric(&up).await == Some(1.0)).then_some(())
-    })
-    .await;
+    gw.wait_metric(&up, Want::Eq(1.0)).await;
     let (status, by) = get_served_by(&client, &gw.url("/x")).await;
     assert_eq!((status, by.as_str()), (200, "a"));
     let checks = format!(

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::{Proc, cargo_bin, free_port, wait_http_ok};
+use testkit::{Proc, cargo_bin, eventually, free_port, wait_http_ok};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const START: Duration = Duration::from_secs(20);
+
+/// How long a test waits for something the gateway will do (see [`Gateway::wait_metric`]).
+pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct Echo {
     /// Held so the process lives as long as the handle.
@@ -84,7 +87,7 @@ impl Gateway {
         wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), START).await;
         // The admin listener can answer before the proxy listener is bound (pingora starts the
         // services on their own threads): wait for the proxy port too.
-        testkit::eventually("the proxy listener", START, || async move {
+        eventually("the proxy listener", START, || async move {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .ok()
@@ -128,13 +131,48 @@ impl Gateway {
             .unwrap()
     }
 
-    /// The value of a metric line (exact series text before the value), if present.
+    /// The value of `series` on `/metrics` (see [`testkit::prom::value`]), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines().find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
+        testkit::prom::value(&self.metrics().await, series)
+    }
+
+    /// Waits (up to [`WAIT`]) until `series` on `/metrics` is as `want`s; returns its value.
+    /// A timeout names the series and its last value.
+    pub async fn wait_metric(&self, series: &str, want: Want) -> f64 {
+        eventually(&format!("{series} {want}"), WAIT, || async {
+            match self.metric(series).await {
+                Some(v) if want.holds(v) => Ok(v),
+                other => Err(other),
+            }
         })
+        .await
+    }
+}
+
+/// What [`Gateway::wait_metric`] waits for.
+#[derive(Clone, Copy, Debug)]
+pub enum Want {
+    /// Exactly this value (gauges: a breaker state, a health flag).
+    Eq(f64),
+    /// This value or more (counters, and gauges such as requests in flight).
+    AtLeast(f64),
+}
+
+impl Want {
+    fn holds(self, v: f64) -> bool {
+        match self {
+            Want::Eq(w) => v == w,
+            Want::AtLeast(w) => v >= w,
+        }
+    }
+}
+
+impl std::fmt::Display for Want {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Want::Eq(w) => write!(f, "to be {w}"),
+            Want::AtLeast(w) => write!(f, "to reach {w}"),
+        }
     }
 }
 
@@ -371,7 +409,7 @@ impl Redis {
         }
         let proc = Proc::spawn("redis-server", cmd);
         let url = Self::url_for(port, password);
-        testkit::eventually("redis-server to answer PING", START, || {
+        eventually("redis-server to answer PING", START, || {
             let url = url.clone();
             async move {
                 let client = redis::Client::open(url).ok()?;
