@@ -43,6 +43,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// `gateway_config_reloads_total{result="success|failure"}`
     pub reloads: IntCounterVec,
+    /// `gateway_config_file_events_total`: changes to the config file the watcher saw (each
+    /// arms, or pushes back, the debounced reload).
+    pub config_file_events: IntCounter,
     /// `gateway_config_last_reload_successful`: 1 when the last reload attempt succeeded.
     pub last_reload_successful: IntGauge,
     /// `gateway_config_last_reload_success_timestamp_seconds`
@@ -124,6 +127,11 @@ impl Metrics {
                 "Config reload attempts, by result.",
             ),
             &["result"],
+        )
+        .expect("valid metric");
+        let config_file_events = IntCounter::new(
+            "gateway_config_file_events_total",
+            "Changes to the config file seen by the file watcher; each arms (or pushes back) the debounced reload.",
         )
         .expect("valid metric");
         let last_reload_successful = IntGauge::new(
@@ -248,6 +256,7 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(reloads.clone()),
+            Box::new(config_file_events.clone()),
             Box::new(last_reload_successful.clone()),
             Box::new(last_reload_success_time.clone()),
             Box::new(auth_rejections.clone()),
@@ -279,6 +288,7 @@ impl Metrics {
             request_duration,
             in_flight,
             reloads,
+            config_file_events,
             last_reload_successful,
             last_reload_success_time,
             auth_rejections,

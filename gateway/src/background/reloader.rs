@@ -135,6 +135,7 @@ impl BackgroundService for Reloader {
                     self.reload("SIGHUP");
                 }
                 Some(()) = rx.recv() => {
+                    self.shared.metrics.config_file_events.inc();
                     due = Some(tokio::time::Instant::now() + self.debounce);
                 }
                 () = wait_due => {

@@ -161,10 +161,9 @@ async fn reload_by_sighup_and_in_flight_requests_keep_their_config() {
     gw.wait_metric("gateway_requests_in_flight", Want::AtLeast(1.0))
         .await;
     gw.write_config(&routes_to(&b.addr(), "r2"));
-    // Not a wait for a signal but a window in which nothing may happen: the gateway exports
-    // nothing when its watcher sees this write (the event only arms the 1h deadline). A counter
-    // of watcher events would turn this into a wait on that event.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The watcher saw the write (it only arms the 1h deadline): nothing is reloaded yet.
+    gw.wait_metric("gateway_config_file_events_total", Want::AtLeast(1.0))
+        .await;
     assert_eq!(served_by(&gw).await, "a", "no reload before SIGHUP");
     gw.proc.signal("HUP");
     wait_served_by(&gw, "b").await;
