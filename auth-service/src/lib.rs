@@ -15,8 +15,8 @@
 //! | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
 //! | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
 //! | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
-//! | [`error`] | the one error enum and its `IntoResponse` (RFC 9457 `application/problem+json`) |
-//! | [`http`] | the router: routes, request-id / metrics / access-log middleware, JSON extractor, client IP |
+//! | [`error`] | the one error enum and its `IntoResponse` (a service-kit problem: RFC 9457 `application/problem+json`) |
+//! | [`http`] | the router: routes, fallbacks, body limit, service-kit's request middleware; client IP, bearer token |
 //! | [`handlers`] | one function per endpoint; they only call into the modules below |
 //! | [`users`] | accounts and roles: email/password policy, storage |
 //! | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
@@ -26,7 +26,7 @@
 //! | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
 //! | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
 //! | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
-//! | [`server`] | binds, prints the ready line, runs the key-reload task, graceful shutdown |
+//! | [`server`] | serving a built state: the key-reload and refresh-purge tasks around service-kit's `serve` |
 //!
 //! ## Request path
 //! `request id → access log + HTTP metrics → body limit → route → handler`. Errors from any
@@ -52,3 +52,7 @@ pub use config::Settings;
 pub use error::AppError;
 pub use http::app;
 pub use state::AppState;
+
+/// The name the service answers as: its problem types (`urn:problem-type:auth-service:<slug>`),
+/// its ready line, the service name of its spans.
+pub const SERVICE: &str = "auth-service";
