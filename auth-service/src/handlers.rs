@@ -1,5 +1,5 @@
 //! One function per endpoint. Each reads its input (JSON bodies through service-kit's
-//! [`JsonBody`], the caller through [`crate::http`]), validates it, calls into
+//! [`JsonBody`], the caller through [`crate::client`]), validates it, calls into
 //! [`crate::users`], [`crate::refresh`], [`crate::keys`], [`crate::tokens`] and
 //! [`crate::throttle`], records its metric, and answers JSON (errors: [`AppError`]).
 //!
@@ -16,9 +16,9 @@ use serde_json::json;
 
 use service_kit::{FieldError, JsonBody};
 
+use crate::client::{PeerAddr, bearer_token, client_ip};
 use crate::db::now_ms;
 use crate::error::AppError;
-use crate::http::{PeerAddr, bearer_token, client_ip};
 use crate::refresh::{self, Rejected};
 use crate::state::AppState;
 use crate::tokens::{Subject, issue_access_token, verify_access_token};

@@ -1,5 +1,5 @@
 //! Every Prometheus metric of the service, registered once in a per-process [`Registry`]
-//! (no global registry: each [`crate::AppState`] owns one, so tests do not interfere).
+//! (no global registry: each service state owns one, so tests do not interfere).
 //!
 //! | name | type | labels |
 //! |---|---|---|

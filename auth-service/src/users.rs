@@ -7,8 +7,9 @@ use sqlx::Row;
 
 use service_kit::FieldError;
 
-use crate::db::{Db, new_id, now_ms};
+use crate::db::{Db, now_ms};
 use crate::error::AppError;
+use crate::random::new_id;
 
 pub const DEFAULT_ROLE: &str = "user";
 pub const PASSWORD_MIN_CHARS: usize = 10;

@@ -379,7 +379,7 @@ async fn refresh_rotates_and_the_old_token_stops_working(b: Backend) {
         .unwrap();
     assert_eq!(stored.len(), 3);
     assert!(!stored.iter().any(|h| h == old || h == &new));
-    assert!(stored.contains(&auth_service::tokens::sha256_hex(old.as_bytes())));
+    assert!(stored.contains(&auth_service::refresh::sha256_hex(old.as_bytes())));
 }
 
 async fn refresh_reuse_revokes_the_whole_family(b: Backend) {
