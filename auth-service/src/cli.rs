@@ -10,11 +10,13 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
+use service_kit::serve::ServeError;
+use service_kit::telemetry;
 
 use crate::config::{ConfigError, Overrides, Settings};
 use crate::db::{Db, DbError};
 use crate::keys::{self, KeyError, KeyStatus};
-use crate::server::ServeError;
+use crate::state::{AppState, StartError};
 use crate::users::{self, RoleError};
 
 #[derive(Debug, Parser)]
@@ -42,8 +44,15 @@ pub struct SettingsArgs {
     /// sqlite://PATH (created if missing) or postgres://… [default: sqlite://data/auth.db]
     #[arg(long, global = true, env = "AUTH_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
-    /// `iss` of issued tokens and base of the discovery URLs [default: http://<listen>]
-    #[arg(long, global = true, env = "AUTH_ISSUER", value_name = "URL")]
+    /// `iss` of issued tokens and base of the discovery URLs (default: `http://` and the listen
+    /// address; the help text below says so in clap's words, which rustdoc would read as HTML).
+    #[arg(
+        long,
+        global = true,
+        env = "AUTH_ISSUER",
+        value_name = "URL",
+        help = "`iss` of issued tokens and base of the discovery URLs [default: http://<listen>]"
+    )]
     pub issuer: Option<String>,
     /// `aud` of issued tokens [default: api]
     #[arg(long, global = true, env = "AUTH_AUDIENCE")]
@@ -114,6 +123,8 @@ pub enum CliError {
     #[error(transparent)]
     Role(#[from] RoleError),
     #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("{0}")]
     Runtime(std::io::Error),
@@ -149,7 +160,6 @@ pub fn main(cli: Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            init_tracing("warn");
             eprintln!("error: {}", CliError::Runtime(e));
             return ExitCode::FAILURE;
         }
@@ -164,11 +174,12 @@ pub fn main(cli: Cli) -> ExitCode {
             _ => None,
         };
         let level = if serving { "info" } else { "warn" };
-        let telemetry = match service_kit::telemetry::init("auth-service", level, otlp.as_ref()) {
+        let telemetry = match telemetry::init(crate::SERVICE, level, otlp.as_ref()) {
             Ok(t) => Some(t),
             Err(e) => {
+                // Without span export, logs still go out.
                 eprintln!("warning: {e}");
-                init_tracing(level);
+                let _ = telemetry::init(crate::SERVICE, level, None);
                 None
             }
         };
@@ -195,23 +206,14 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// JSON logs to stderr, without span export; `RUST_LOG` overrides the default level.
-pub fn init_tracing(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs one command with loaded settings.
 pub async fn run(command: Command, settings: Settings) -> Result<(), CliError> {
     match command {
-        Command::Serve => crate::server::serve(settings).await?,
+        Command::Serve => {
+            let listen = settings.listen;
+            let state = AppState::new(settings).await?;
+            crate::server::serve(state, listen).await?;
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let db = Db::connect(&settings.database_url, 2).await?;
             let key = keys::rotate(&db, settings.signing_alg).await?;

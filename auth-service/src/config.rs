@@ -147,7 +147,7 @@ impl Default for PasswordHashSettings {
     }
 }
 
-/// Login throttling knobs (see [`crate::throttle`]).
+/// Login throttling knobs (`login_throttle` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
     /// Failures per (account, client IP) allowed before a lockout starts.

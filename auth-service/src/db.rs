@@ -145,7 +145,7 @@ pub fn now_ms() -> i64 {
     to_ms(SystemTime::now())
 }
 
-pub fn to_ms(t: SystemTime) -> i64 {
+fn to_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
@@ -153,23 +153,6 @@ pub fn to_ms(t: SystemTime) -> i64 {
 
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// A new random identifier (128 bits, UUID v4 text form).
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    crate::tokens::fill_random(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 #[cfg(test)]
@@ -201,13 +184,5 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
-    }
-
-    #[test]
-    fn ids_look_like_uuids() {
-        let id = new_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, new_id());
     }
 }

@@ -1,25 +1,18 @@
-//! The service's one error type and the one place that turns it into a response:
-//! RFC 9457 `application/problem+json` with `type`, `title`, `status`, `detail` and `request_id`.
+//! The service's one error type and the one place that turns it into a response: a
+//! `service_kit` [`Problem`], i.e. RFC 9457 `application/problem+json` with `type`
+//! (`urn:problem-type:auth-service:<slug>`), `title`, `status`, `detail` and `request_id`.
 //!
 //! Internal details (SQL errors, crypto failures) are logged with the request's span and
-//! replaced by a generic `detail` in the body. The request id is filled in by the request-id
-//! middleware ([`crate::http`]), which finds the [`Problem`] in the response's extensions.
+//! replaced by a generic `detail` in the body. The service's name and the request id are filled
+//! in by service-kit's request middleware, which finds the [`Problem`] in the response's
+//! extensions.
 
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-/// Base of the `type` URIs (URNs: they identify, they are not fetched).
-pub const PROBLEM_TYPE_PREFIX: &str = "urn:problem-type:auth-service:";
-
-/// A field-level validation error (HTTP 422).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+use service_kit::json::BodyRejection;
+use service_kit::{FieldError, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -56,10 +49,7 @@ pub enum AppError {
 
 impl AppError {
     pub fn validation(field: &str, message: impl Into<String>) -> AppError {
-        AppError::Validation(vec![FieldError {
-            field: field.to_string(),
-            message: message.into(),
-        }])
+        AppError::Validation(vec![FieldError::new(field, message)])
     }
 
     pub fn internal(context: &str, e: impl std::fmt::Display) -> AppError {
@@ -169,51 +159,6 @@ fn retry_after_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// The problem document. Kept in the response's extensions so the middleware can add the
-/// request id and re-render it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
-
-impl Problem {
-    /// The response for this problem (status, content type, body, the problem in extensions).
-    pub fn into_response_with(
-        self,
-        status: StatusCode,
-        mut headers: Vec<(header::HeaderName, HeaderValue)>,
-    ) -> Response {
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
-        let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        for (k, v) in headers.drain(..) {
-            resp.headers_mut().insert(k, v);
-        }
-        resp.extensions_mut().insert(self);
-        resp
-    }
-
-    /// Re-renders the body with a request id.
-    pub fn with_request_id(mut self, request_id: &str, mut resp: Response) -> Response {
-        self.request_id = Some(request_id.to_string());
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
-        resp.headers_mut().remove(header::CONTENT_LENGTH);
-        let (parts, _) = resp.into_parts();
-        Response::from_parts(parts, axum::body::Body::from(body))
-    }
-}
-
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, slug, title, detail) = self.parts();
@@ -222,39 +167,51 @@ impl IntoResponse for AppError {
             AppError::Unavailable(msg) => tracing::warn!(error = %msg, "unavailable"),
             _ => {}
         }
-        let mut headers = Vec::new();
-        match &self {
+        let mut problem = Problem::new(status, slug, title, detail);
+        match self {
+            AppError::Validation(errors) => problem.errors = errors,
             AppError::Throttled { retry_after } => {
-                headers.push((
+                problem = problem.with_header(
                     header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs(*retry_after)),
-                ));
+                    HeaderValue::from(retry_after_secs(retry_after)),
+                );
             }
             AppError::MissingBearer => {
-                headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                problem = problem
+                    .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::InvalidAccessToken => headers.push((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            )),
+            AppError::InvalidAccessToken => {
+                problem = problem.with_header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
             AppError::Unavailable(_) => {
-                headers.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+                problem = problem.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }
-        let errors = match self {
-            AppError::Validation(errors) => errors,
-            _ => Vec::new(),
-        };
-        Problem {
-            type_uri: format!("{PROBLEM_TYPE_PREFIX}{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            request_id: None,
-            errors,
+        problem.into_response()
+    }
+}
+
+impl From<BodyRejection> for AppError {
+    /// 415 without a JSON content type, 413 over the body limit, 400 for bytes that are not
+    /// one JSON document, 422 naming the field (`body`: the whole document) for a wrong shape.
+    fn from(rejection: BodyRejection) -> Self {
+        match rejection {
+            BodyRejection::NotJson => AppError::UnsupportedMediaType,
+            BodyRejection::Unreadable {
+                too_large: true, ..
+            } => AppError::PayloadTooLarge,
+            BodyRejection::Unreadable { message, .. } => AppError::BadRequest(message),
+            BodyRejection::Malformed(e) => {
+                AppError::BadRequest(format!("invalid JSON: {}", e.error))
+            }
+            BodyRejection::Invalid(e) => {
+                AppError::validation(e.path.as_deref().unwrap_or("body"), e.error.to_string())
+            }
         }
-        .into_response_with(status, headers)
     }
 }
 

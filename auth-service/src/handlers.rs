@@ -1,8 +1,9 @@
-//! One function per endpoint. Each validates its input, calls into [`crate::users`],
-//! [`crate::refresh`], [`crate::keys`], [`crate::tokens`] and [`crate::throttle`], records its
-//! metric, and answers JSON (errors: [`AppError`]).
+//! One function per endpoint. Each reads its input (JSON bodies through service-kit's
+//! [`JsonBody`], the caller through [`crate::client`]), validates it, calls into
+//! [`crate::users`], [`crate::refresh`], [`crate::keys`], [`crate::tokens`] and
+//! [`crate::throttle`], records its metric, and answers JSON (errors: [`AppError`]).
 //!
-//! Logs carry user ids, family ids and key ids only — never emails' passwords, tokens or keys.
+//! Logs carry user ids, family ids and key ids only — never passwords, tokens or keys.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use service_kit::{FieldError, JsonBody};
+
+use crate::client::{PeerAddr, bearer_token, client_ip};
 use crate::db::now_ms;
 use crate::error::AppError;
-use crate::http::{ApiJson, PeerAddr, bearer_token, client_ip};
 use crate::refresh::{self, Rejected};
 use crate::state::AppState;
 use crate::tokens::{Subject, issue_access_token, verify_access_token};
@@ -32,16 +35,10 @@ impl Credentials {
     fn required(self) -> Result<(String, String), AppError> {
         let mut errors = Vec::new();
         if self.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
-            errors.push(crate::error::FieldError {
-                field: "email".into(),
-                message: "is required".into(),
-            });
+            errors.push(FieldError::new("email", "is required"));
         }
         if self.password.as_deref().is_none_or(str::is_empty) {
-            errors.push(crate::error::FieldError {
-                field: "password".into(),
-                message: "is required".into(),
-            });
+            errors.push(FieldError::new("password", "is required"));
         }
         match (self.email, self.password) {
             (Some(e), Some(p)) if errors.is_empty() => Ok((e, p)),
@@ -88,7 +85,7 @@ struct MeResponse {
 /// `POST /api/auth/register` → 201 `{id, email}`.
 pub async fn register(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Credentials>,
+    JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, AppError> {
     let (email, password) = body.required()?;
     validate_registration(&email, &password)?;
@@ -115,7 +112,7 @@ pub async fn login(
     State(state): State<AppState>,
     peer: PeerAddr,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Credentials>,
+    JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Response, AppError> {
     let (email, password) = body.required()?;
     let ip = client_ip(
@@ -157,7 +154,7 @@ pub async fn login(
 /// already-rotated token revokes its family → 401.
 pub async fn refresh(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
+    JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Response, AppError> {
     let presented = body.required()?;
     match refresh::rotate(&state.db, &presented, state.settings.refresh_ttl).await? {
@@ -201,7 +198,7 @@ pub async fn refresh(
 /// 204 (as RFC 7009 revocation does): logout is idempotent and is no token oracle.
 pub async fn logout(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
+    JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Response, AppError> {
     let presented = body.required()?;
     if let Some((user_id, family_id)) = refresh::logout(&state.db, &presented).await? {

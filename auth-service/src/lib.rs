@@ -10,29 +10,36 @@
 //! runs it on a socket; [`cli`] is the command line.
 //!
 //! ## Module map
-//! | module | what |
-//! |---|---|
-//! | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
-//! | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
-//! | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
-//! | [`error`] | the one error enum and its `IntoResponse` (RFC 9457 `application/problem+json`) |
-//! | [`http`] | the router: routes, request-id / metrics / access-log middleware, JSON extractor, client IP |
-//! | [`handlers`] | one function per endpoint; they only call into the modules below |
-//! | [`users`] | accounts and roles: email/password policy, storage |
-//! | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
-//! | [`refresh`] | opaque refresh tokens: issue, atomic rotation, reuse detection (family revocation), logout |
-//! | [`keys`] | signing keys: generation (RS256/ES256/EdDSA via aws-lc-rs), rotation, overlap window, the live key set reloaded from the DB |
-//! | [`tokens`] | access-token claims, signing and verification |
-//! | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
-//! | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
-//! | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
-//! | [`server`] | binds, prints the ready line, runs the key-reload task, graceful shutdown |
+//! Top to bottom: a module uses only modules of the layers below it, never one of its own layer
+//! or above (and service-kit, the shell it shares with the other Rust services: request
+//! middleware, problems, JSON bodies, HTTP metrics, logs and traces, serving).
+//!
+//! | layer | module | what |
+//! |---|---|---|
+//! | 1 | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
+//! | 2 | [`server`] | serving a built state: the key-reload and refresh-purge tasks around service-kit's `serve` |
+//! | 3 | [`http`] | the router: routes, fallbacks, body limit, service-kit's request middleware |
+//! | 4 | [`handlers`] | one function per endpoint; they only call into the modules below |
+//! | 5 | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
+//! | 5 | [`tokens`] | access-token claims, signing with the active key, verification against the key set |
+//! | 6 | [`keys`] | signing keys: generation (RS256/ES256/EdDSA via aws-lc-rs), rotation, overlap window, the live key set reloaded from the DB |
+//! | 6 | [`users`] | accounts and roles: email/password policy, storage |
+//! | 6 | [`refresh`] | opaque refresh tokens: issue, atomic rotation, reuse detection (family revocation), logout |
+//! | 6 | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
+//! | 6 | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
+//! | 7 | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
+//! | 7 | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
+//! | 7 | [`error`] | the one error enum and its `IntoResponse` (a service-kit problem: RFC 9457 `application/problem+json`) |
+//! | 7 | [`client`] | what a request says about its caller: peer address, client IP behind trusted proxies, bearer token |
+//! | 7 | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
+//! | 7 | [`random`] | the OS CSPRNG: random bytes, opaque tokens, UUID ids |
 //!
 //! ## Request path
 //! `request id → access log + HTTP metrics → body limit → route → handler`. Errors from any
 //! stage become one problem+json response carrying the request id.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -41,6 +48,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod password;
+pub mod random;
 pub mod refresh;
 pub mod server;
 pub mod state;
@@ -52,3 +60,7 @@ pub use config::Settings;
 pub use error::AppError;
 pub use http::app;
 pub use state::AppState;
+
+/// The name the service answers as: its problem types (`urn:problem-type:auth-service:<slug>`),
+/// its ready line, the service name of its spans.
+pub const SERVICE: &str = "auth-service";

@@ -1,5 +1,5 @@
 //! Every Prometheus metric of the service, registered once in a per-process [`Registry`]
-//! (no global registry: each [`crate::AppState`] owns one, so tests do not interfere).
+//! (no global registry: each service state owns one, so tests do not interfere).
 //!
 //! | name | type | labels |
 //! |---|---|---|
@@ -9,14 +9,19 @@
 //! | `auth_refresh_reuse_detected_total` | counter | |
 //! | `auth_logouts_total` | counter | |
 //! | `auth_token_issue_duration_seconds` | histogram | |
-//! | `auth_http_requests_total` | counter | `route` (matched template or `unmatched`), `method`, `status` |
-//! | `auth_http_request_duration_seconds` | histogram | `route`, `method` |
+//! | `auth_http_requests_total` | counter | `route` (matched template or `unmatched`), `method`, `status` (service-kit's [`HttpMetrics`]) |
+//! | `auth_http_request_duration_seconds` | histogram | `route`, `method` (service-kit's [`HttpMetrics`]) |
 //! | `auth_signing_keys` | gauge | `status` = active, overlap, retired |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+use service_kit::metrics::HttpMetrics;
+
+/// Buckets of `auth_http_request_duration_seconds`: up to 5 s, as a login hashes a password.
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -27,8 +32,8 @@ pub struct Metrics {
     pub refresh_reuse_detected: IntCounter,
     pub logouts: IntCounter,
     pub token_issue_duration: Histogram,
-    pub http_requests: IntCounterVec,
-    pub http_request_duration: HistogramVec,
+    /// Every request, counted by service-kit's request middleware.
+    pub http: HttpMetrics,
     pub signing_keys: IntGaugeVec,
 }
 
@@ -73,25 +78,6 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "auth_http_requests_total",
-                "HTTP requests by route template, method and status.",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let http_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "auth_http_request_duration_seconds",
-                "HTTP request latency by route template and method.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["route", "method"],
-        )
-        .expect("valid metric");
         let signing_keys = IntGaugeVec::new(
             Opts::new(
                 "auth_signing_keys",
@@ -117,12 +103,7 @@ impl Metrics {
         registry
             .register(Box::new(token_issue_duration.clone()))
             .expect("unique metric");
-        registry
-            .register(Box::new(http_requests.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(http_request_duration.clone()))
-            .expect("unique metric");
+        let http = HttpMetrics::register(&registry, "auth", HTTP_BUCKETS).expect("unique metric");
         registry
             .register(Box::new(signing_keys.clone()))
             .expect("unique metric");
@@ -146,19 +127,14 @@ impl Metrics {
             refresh_reuse_detected,
             logouts,
             token_issue_duration,
-            http_requests,
-            http_request_duration,
+            http,
             signing_keys,
         }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, String> {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .map_err(|e| format!("encoding metrics: {e}"))?;
-        String::from_utf8(buf).map_err(|e| format!("encoding metrics: {e}"))
+        service_kit::metrics::render(&self.registry)
     }
 }
 

@@ -43,7 +43,7 @@ impl PasswordHasher {
             dummy_hash: Arc::from(""),
         };
         // The dummy password is random and thrown away: nothing can match it.
-        let dummy = hasher.hash_blocking(&crate::tokens::random_token(24))?;
+        let dummy = hasher.hash_blocking(&crate::random::random_token(24))?;
         hasher.dummy_hash = Arc::from(dummy);
         Ok(hasher)
     }
@@ -54,7 +54,7 @@ impl PasswordHasher {
 
     fn hash_blocking(&self, password: &str) -> Result<String, String> {
         let mut salt = [0u8; 16];
-        crate::tokens::fill_random(&mut salt);
+        crate::random::fill_random(&mut salt);
         self.argon2()
             .hash_password_with_salt(password.as_bytes(), &salt)
             .map(|h| h.to_string())

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::db::{Db, duration_ms, new_id, now_ms};
-use crate::tokens::{random_token, sha256_hex};
+use crate::db::{Db, duration_ms, now_ms};
+use crate::random::{new_id, random_token};
 
 pub const TOKEN_BYTES: usize = 32;
 
@@ -189,4 +189,23 @@ pub async fn purge_expired(db: &Db, grace: Duration) -> Result<u64, sqlx::Error>
             .await?
             .rows_affected(),
     )
+}
+
+/// Lower-case hex SHA-256: what the database keeps of a token.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_known_answer() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -4,8 +4,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use service_kit::json::RejectWith;
+
 use crate::config::Settings;
 use crate::db::{Db, DbError};
+use crate::error::AppError;
 use crate::keys::{KeyError, KeyStore, ensure_active_key};
 use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
@@ -28,6 +31,11 @@ impl Deref for AppState {
     fn deref(&self) -> &Inner {
         &self.0
     }
+}
+
+/// Request bodies ([`service_kit::JsonBody`]) that do not parse are [`AppError`]s.
+impl RejectWith for AppState {
+    type Error = AppError;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,17 +1,15 @@
-//! Access tokens: claims, signing with the active key, verification against the key set; and
-//! the small crypto helpers shared by the service (randomness, SHA-256, base64url).
+//! Access tokens: claims, signing with the active key, verification against the key set.
 //!
 //! Header: `alg`, `kid`, `typ: "at+jwt"` (RFC 9068). Claims: `iss sub aud exp iat nbf jti`,
 //! `email`, `roles` (array), `scope` (space-separated), `token_type: "access"`.
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::KeySet;
+use crate::random::random_token;
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// Clock skew tolerated when verifying `exp` / `nbf`.
@@ -136,50 +134,4 @@ pub fn verify_access_token(
         return Err(VerifyError::NotAccess);
     }
     Ok(data.claims)
-}
-
-/// Fills `buf` from the operating system's CSPRNG (via aws-lc).
-pub fn fill_random(buf: &mut [u8]) {
-    aws_lc_rs::rand::fill(buf).expect("the system random number generator failed");
-}
-
-/// `n` random bytes, base64url without padding.
-pub fn random_token(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    fill_random(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(data: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn b64url(data: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha256_known_answer() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn random_tokens_are_32_bytes_base64url() {
-        let t = random_token(32);
-        assert_eq!(t.len(), 43);
-        assert!(
-            t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
-        assert_ne!(t, random_token(32));
-    }
 }

@@ -5,8 +5,11 @@
 
 use sqlx::Row;
 
-use crate::db::{Db, new_id, now_ms};
-use crate::error::{AppError, FieldError};
+use service_kit::FieldError;
+
+use crate::db::{Db, now_ms};
+use crate::error::AppError;
+use crate::random::new_id;
 
 pub const DEFAULT_ROLE: &str = "user";
 pub const PASSWORD_MIN_CHARS: usize = 10;
@@ -122,16 +125,10 @@ pub fn validate_password(password: &str, email: &str) -> Result<(), String> {
 pub fn validate_registration(email: &str, password: &str) -> Result<(), AppError> {
     let mut errors = Vec::new();
     if let Err(m) = validate_email(email) {
-        errors.push(FieldError {
-            field: "email".into(),
-            message: m,
-        });
+        errors.push(FieldError::new("email", m));
     }
     if let Err(m) = validate_password(password, email) {
-        errors.push(FieldError {
-            field: "password".into(),
-            message: m,
-        });
+        errors.push(FieldError::new("password", m));
     }
     if errors.is_empty() {
         Ok(())

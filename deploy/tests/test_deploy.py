@@ -45,9 +45,10 @@ def port_of(addr: str) -> int:
 
 
 def rust_default_listen(crate_dir: str) -> int:
+    """The `DEFAULT_LISTEN` of the service's `ServiceSpec` (service-kit's shell)."""
     source = (ROOT / crate_dir / "src/lib.rs").read_text()
-    match = re.search(r'pub const DEFAULT_LISTEN: &str = "([^"]+)";', source)
-    assert match, f"{crate_dir}/src/lib.rs: no `pub const DEFAULT_LISTEN`"
+    match = re.search(r'const DEFAULT_LISTEN: &\'static str = "([^"]+)";', source)
+    assert match, f"{crate_dir}/src/lib.rs: no `const DEFAULT_LISTEN`"
     return port_of(match.group(1))
 
 
@@ -101,8 +102,9 @@ def served_paths(service: str) -> set[str]:
     sources = {
         "gateway": ["gateway/src/admin.rs"],
         "auth-service": ["auth-service/src/http.rs"],
-        "notifications": ["backends/notifications/src/lib.rs"],
-        "payments": ["backends/payments/src/lib.rs"],
+        # The extracted services' own routes, plus /healthz and /metrics from their shell.
+        "notifications": ["backends/notifications/src/lib.rs", "service-kit/src/shell.rs"],
+        "payments": ["backends/payments/src/lib.rs", "service-kit/src/shell.rs"],
         "monolith": ["backends/monolith/monolith/urls.py"],
     }[service]
     text = "\n".join((ROOT / s).read_text() for s in sources)

@@ -379,7 +379,7 @@ async fn refresh_rotates_and_the_old_token_stops_working(b: Backend) {
         .unwrap();
     assert_eq!(stored.len(), 3);
     assert!(!stored.iter().any(|h| h == old || h == &new));
-    assert!(stored.contains(&auth_service::tokens::sha256_hex(old.as_bytes())));
+    assert!(stored.contains(&auth_service::refresh::sha256_hex(old.as_bytes())));
 }
 
 async fn refresh_reuse_revokes_the_whole_family(b: Backend) {
@@ -502,7 +502,7 @@ async fn refresh_rejects_unknown_and_missing_tokens(b: Backend) {
     let token = login["refresh_token"].as_str().unwrap();
     let expires_at_ms: i64 =
         sqlx::query_scalar("SELECT expires_at_ms FROM refresh_tokens WHERE token_hash = $1")
-            .bind(auth_service::tokens::sha256_hex(token.as_bytes()))
+            .bind(auth_service::refresh::sha256_hex(token.as_bytes()))
             .fetch_one(&t.state.db.pool)
             .await
             .unwrap();

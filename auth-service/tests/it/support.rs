@@ -53,7 +53,7 @@ impl TestDb {
                 let admin = postgres_admin_url();
                 let schema = format!(
                     "auth_test_{}",
-                    &auth_service::db::new_id().replace('-', "")[..16]
+                    &auth_service::random::new_id().replace('-', "")[..16]
                 );
                 let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!(

@@ -5,44 +5,33 @@
 //! | `POST /api/notifications/` `{user_id, kind, message}` | a caller with role `service` or `admin` | 201 `{id, user_id, kind, message, created_at}` |
 //! | `GET /api/notifications/` | any caller | 200, the caller's notifications, newest first |
 //! | `GET /api/notifications/?user_id=U` | role `admin` (or U is the caller) | 200, U's notifications |
-//! | `GET /healthz` | anyone | 200 `{"status": "ok"}` |
-//! | `GET /metrics` | anyone (not routed by the gateway) | Prometheus text |
 //!
 //! Errors: 401 without identity, 403 without the role, 415/400/422 for bad bodies.
+//! (`GET /healthz` and `GET /metrics` are the shell's, `service_kit::shell`.)
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use serde_json::Value;
+use service_kit::identity::is_valid_subject;
+use service_kit::store::Stored;
+use service_kit::{Caller, FieldError, JsonBody, Problem};
 
 use crate::AppState;
-use crate::http::{Caller, FieldError, JsonBody, Problem, is_valid_subject};
-use crate::store::{NewNotification, Notification};
+use crate::store::Notification;
 
 /// Roles allowed to create notifications for any user (the service-to-service API).
 pub const SERVICE_ROLES: &[&str] = &["service", "admin"];
 const MAX_KIND: usize = 64;
 const MAX_MESSAGE: usize = 2000;
 
-pub async fn healthz() -> Json<Value> {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-}
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Notification>>, Problem> {
+) -> Result<Json<Vec<Stored<Notification>>>, Problem> {
     let user_id = match query.get("user_id") {
         None => caller.subject.as_str(),
         Some(other) if *other == caller.subject => other.as_str(),
@@ -60,7 +49,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Notification>), Problem> {
+) -> Result<(StatusCode, Json<Stored<Notification>>), Problem> {
     if !caller.has_any_role(SERVICE_ROLES) {
         return Err(Problem::forbidden(
             "requires one of the roles: service, admin",
@@ -70,8 +59,8 @@ pub async fn create(
     let created = state.store.add(new);
     tracing::info!(
         notification_id = created.id,
-        user_id = %created.user_id,
-        kind = %created.kind,
+        user_id = %created.record.user_id,
+        kind = %created.record.kind,
         by = %caller.subject,
         "notification stored"
     );
@@ -79,7 +68,7 @@ pub async fn create(
 }
 
 /// The body's fields, or every complaint about them (DRF's messages, for parity).
-pub fn validate(body: &Value) -> Result<NewNotification, Vec<FieldError>> {
+pub fn validate(body: &Value) -> Result<Notification, Vec<FieldError>> {
     let Some(object) = body.as_object() else {
         return Err(vec![FieldError::new("", "expected a JSON object")]);
     };
@@ -115,7 +104,7 @@ pub fn validate(body: &Value) -> Result<NewNotification, Vec<FieldError>> {
         ));
     }
     match (user_id, kind, message) {
-        (Some(user_id), Some(kind), Some(message)) if errors.is_empty() => Ok(NewNotification {
+        (Some(user_id), Some(kind), Some(message)) if errors.is_empty() => Ok(Notification {
             user_id,
             kind,
             message,

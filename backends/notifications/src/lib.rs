@@ -2,12 +2,14 @@
 //! monolith. It serves the same API as the monolith's `notifications` app (see [`api`]), behind
 //! the gateway, which verifies the caller's JWT and passes the identity as headers.
 //!
+//! This crate is the service's domain only; the shell (state, router with `/healthz` and
+//! `/metrics`, request ids, problem+json, identity from trusted peers, metrics, logs, the
+//! command line, serving) is `service_kit::shell`, driven by [`Notifications`].
+//!
 //! | module | what |
 //! |---|---|
-//! | [`api`] | the handlers: create, list, health, metrics |
-//! | [`store`] | bounded in-memory storage (newest 10,000 by default) |
-//! | [`http`] | request ids, `X-Served-By`, identity from trusted peers, problem+json |
-//! | [`metrics`] | `notifications_http_requests_total`, `notifications_http_request_duration_seconds` |
+//! | [`api`] | the handlers: create, list |
+//! | [`store`] | what is stored: [`store::Notification`] (newest 10,000 by default) |
 //!
 //! Run it / curl it:
 //!
@@ -19,63 +21,28 @@
 //! ```
 
 pub mod api;
-pub use service_kit::{http, metrics};
 pub mod store;
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::extract::FromRef;
 use axum::routing::get;
+use service_kit::ServiceSpec;
 
-use crate::http::TrustedPeers;
-use crate::metrics::HttpMetrics;
-use crate::store::Store;
+pub use service_kit::shell::app;
 
-/// The name in `X-Served-By`, metric names and problem types.
-pub const SERVICE: &str = "notifications";
-/// Where it listens unless told otherwise (`--listen` / `NOTIFICATIONS_LISTEN`).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8002";
+/// The service, as the shell sees it.
+pub struct Notifications;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<Store>,
-    pub trusted: TrustedPeers,
-    pub metrics: HttpMetrics,
-}
+pub type AppState = service_kit::shell::AppState<Notifications>;
 
-impl AppState {
-    pub fn new(capacity: usize, trusted: TrustedPeers) -> Result<Self, prometheus::Error> {
-        Ok(AppState {
-            store: Arc::new(Store::new(capacity)),
-            trusted,
-            metrics: HttpMetrics::new(SERVICE)?,
-        })
+impl ServiceSpec for Notifications {
+    const NAME: &'static str = "notifications";
+    const ABOUT: &'static str = "The notifications service extracted from the monolith";
+    const DEFAULT_LISTEN: &'static str = "127.0.0.1:8002";
+    const LISTEN_ENV: &'static str = "NOTIFICATIONS_LISTEN";
+    const CAPACITY_ENV: &'static str = "NOTIFICATIONS_CAPACITY";
+    type Record = store::Notification;
+
+    fn routes() -> Router<AppState> {
+        Router::new().route("/api/notifications/", get(api::list).post(api::create))
     }
-}
-
-impl FromRef<AppState> for TrustedPeers {
-    fn from_ref(state: &AppState) -> Self {
-        state.trusted.clone()
-    }
-}
-
-impl FromRef<AppState> for HttpMetrics {
-    fn from_ref(state: &AppState) -> Self {
-        state.metrics.clone()
-    }
-}
-
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/notifications/", get(api::list).post(api::create))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            http::request_context,
-        ))
-        .with_state(state)
 }

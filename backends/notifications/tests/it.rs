@@ -2,18 +2,14 @@
 //! real binary on an ephemeral port.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use notifications::http::TrustedPeers;
 use notifications::{AppState, app};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use service_kit::TrustedPeers;
+use service_kit::testing::{Binary, Resp, logged_messages, request};
 
 const ALICE: &str = "3f0c8a4e-0000-4000-8000-00000000a11c";
 const BOB: &str = "3f0c8a4e-0000-4000-8000-000000000b0b";
@@ -26,54 +22,26 @@ type Case = (
     Option<&'static str>,
 );
 
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
 fn state() -> AppState {
     AppState::new(100, TrustedPeers::loopback()).unwrap()
 }
 
-/// A request as the gateway (peer 127.0.0.1) would send it; `peer: None` means no connect info.
-fn request(
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-    peer: Option<&str>,
-) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let mut req = match body {
-        Some(b) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    };
-    if let Some(peer) = peer {
-        req.extensions_mut()
-            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-    }
-    req
+async fn send(state: &AppState, req: Request<Body>) -> Resp {
+    service_kit::testing::send(app(state.clone()), req).await
 }
 
-async fn send(state: &AppState, req: Request<Body>) -> Resp {
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Resp {
-        status,
-        headers,
-        body,
-    }
+/// `GET uri` from the gateway with `headers`.
+async fn get(state: &AppState, uri: &str, headers: &[(&str, &str)]) -> Resp {
+    send(state, request("GET", uri, headers, None, Some(GATEWAY))).await
+}
+
+/// `POST /api/notifications/` from the gateway with `headers` and `body`.
+async fn post(state: &AppState, headers: &[(&str, &str)], body: Option<Value>) -> Resp {
+    send(
+        state,
+        request("POST", "/api/notifications/", headers, body, Some(GATEWAY)),
+    )
+    .await
 }
 
 fn service() -> Vec<(&'static str, &'static str)> {
@@ -85,17 +53,7 @@ fn service() -> Vec<(&'static str, &'static str)> {
 
 async fn create(state: &AppState, user: &str, message: &str) -> Resp {
     let body = json!({"user_id": user, "kind": "order_placed", "message": message});
-    send(
-        state,
-        request(
-            "POST",
-            "/api/notifications/",
-            &service(),
-            Some(body),
-            Some(GATEWAY),
-        ),
-    )
-    .await
+    post(state, &service(), Some(body)).await
 }
 
 #[tokio::test]
@@ -119,17 +77,7 @@ async fn list_shows_the_callers_notifications_newest_first() {
     create(&state, ALICE, "first").await;
     create(&state, BOB, "bob's").await;
     create(&state, ALICE, "second").await;
-    let resp = send(
-        &state,
-        request(
-            "GET",
-            "/api/notifications/",
-            &[("x-user-id", ALICE)],
-            None,
-            Some(GATEWAY),
-        ),
-    )
-    .await;
+    let resp = get(&state, "/api/notifications/", &[("x-user-id", ALICE)]).await;
     assert_eq!(resp.status, StatusCode::OK);
     let messages: Vec<&str> = resp
         .body
@@ -146,28 +94,18 @@ async fn admins_may_read_anyone_and_others_may_not() {
     let state = state();
     create(&state, BOB, "for bob").await;
     let uri = format!("/api/notifications/?user_id={BOB}");
-    let admin = send(
+    let admin = get(
         &state,
-        request(
-            "GET",
-            &uri,
-            &[("x-user-id", ALICE), ("x-user-roles", "user,admin")],
-            None,
-            Some(GATEWAY),
-        ),
+        &uri,
+        &[("x-user-id", ALICE), ("x-user-roles", "user,admin")],
     )
     .await;
     assert_eq!(admin.status, StatusCode::OK);
     assert_eq!(admin.body[0]["message"], "for bob");
-    let user = send(
+    let user = get(
         &state,
-        request(
-            "GET",
-            &uri,
-            &[("x-user-id", ALICE), ("x-user-roles", "user")],
-            None,
-            Some(GATEWAY),
-        ),
+        &uri,
+        &[("x-user-id", ALICE), ("x-user-roles", "user")],
     )
     .await;
     assert_eq!(user.status, StatusCode::FORBIDDEN);
@@ -250,39 +188,19 @@ async fn identity_is_required_and_believed_only_from_trusted_peers() {
 async fn only_services_and_admins_may_create() {
     let state = state();
     let body = json!({"user_id": BOB, "kind": "promo", "message": "hi"});
-    let user = send(
+    let user = post(
         &state,
-        request(
-            "POST",
-            "/api/notifications/",
-            &[("x-user-id", ALICE), ("x-user-roles", "user")],
-            Some(body.clone()),
-            Some(GATEWAY),
-        ),
+        &[("x-user-id", ALICE), ("x-user-roles", "user")],
+        Some(body.clone()),
     )
     .await;
     assert_eq!(user.status, StatusCode::FORBIDDEN);
-    let anonymous = send(
-        &state,
-        request(
-            "POST",
-            "/api/notifications/",
-            &[],
-            Some(body.clone()),
-            Some(GATEWAY),
-        ),
-    )
-    .await;
+    let anonymous = post(&state, &[], Some(body.clone())).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    let admin = send(
+    let admin = post(
         &state,
-        request(
-            "POST",
-            "/api/notifications/",
-            &[("x-user-id", ALICE), ("x-user-roles", "admin")],
-            Some(body),
-            Some(GATEWAY),
-        ),
+        &[("x-user-id", ALICE), ("x-user-roles", "admin")],
+        Some(body),
     )
     .await;
     assert_eq!(admin.status, StatusCode::CREATED);
@@ -313,25 +231,9 @@ async fn invalid_bodies_are_problems() {
         ),
     ];
     for (body, fields) in cases {
-        let resp = send(
-            &state,
-            request(
-                "POST",
-                "/api/notifications/",
-                &service(),
-                Some(body.clone()),
-                Some(GATEWAY),
-            ),
-        )
-        .await;
+        let resp = post(&state, &service(), Some(body.clone())).await;
         assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        let got: Vec<&str> = resp.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert_eq!(got, fields, "{body}");
+        assert_eq!(resp.error_fields(), fields, "{body}");
     }
     let mut malformed = request(
         "POST",
@@ -348,17 +250,7 @@ async fn invalid_bodies_are_problems() {
         send(&state, malformed).await.status,
         StatusCode::BAD_REQUEST
     );
-    let no_type = send(
-        &state,
-        request(
-            "POST",
-            "/api/notifications/",
-            &service(),
-            None,
-            Some(GATEWAY),
-        ),
-    )
-    .await;
+    let no_type = post(&state, &service(), None).await;
     assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(state.store.is_empty());
 }
@@ -412,20 +304,8 @@ async fn unknown_paths_and_methods_are_problems_and_metrics_count_requests() {
     assert_eq!(wrong.headers["content-type"], "application/problem+json");
     create(&state, ALICE, "m").await;
 
-    let metrics = app(state.clone())
-        .oneshot(request("GET", "/metrics", &[], None, None))
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        metrics
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let metrics = send(&state, request("GET", "/metrics", &[], None, None)).await;
+    let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains(r#"notifications_http_requests_total{method="POST",route="/api/notifications/",status="201"} 1"#),
         "{text}"
@@ -442,20 +322,21 @@ async fn unknown_paths_and_methods_are_problems_and_metrics_count_requests() {
 /// id in the JSON logs, and a clean stop on SIGTERM.
 #[tokio::test]
 async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
-    let port = testkit::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notifications"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .env_remove("TRUSTED_GATEWAYS");
-    let mut proc = testkit::Proc::spawn("notifications", cmd);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let svc = Binary::start(
+        "notifications",
+        env!("CARGO_BIN_EXE_notifications"),
+        |cmd, addr| {
+            cmd.args(["--listen", addr]).env_remove("TRUSTED_GATEWAYS");
+        },
+    )
+    .await;
+    let (port, base) = (svc.port, &svc.base);
     assert!(
-        proc.stdout().contains(&format!(
+        svc.proc.stdout().contains(&format!(
             "notifications listening on http://127.0.0.1:{port}"
         )),
         "{}",
-        proc.stdout()
+        svc.proc.stdout()
     );
 
     let client = testkit::http_client();
@@ -481,36 +362,25 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(listed[0]["message"], "Order #9 placed");
 
-    let logged = testkit::eventually(
+    let messages = testkit::eventually(
         "the request id in the JSON logs",
         Duration::from_secs(5),
         || {
-            let stderr = proc.stderr();
-            async move {
-                let lines: Vec<Value> = stderr
-                    .lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .filter(|l: &Value| l.to_string().contains("rid-binary-1"))
-                    .collect();
-                (lines.len() >= 2).then_some(lines)
-            }
+            let messages = logged_messages(&svc.proc.stderr(), "rid-binary-1");
+            async move { (messages.len() >= 2).then_some(messages) }
         },
     )
     .await;
-    let messages: Vec<&str> = logged
-        .iter()
-        .filter_map(|l| l["fields"]["message"].as_str())
-        .collect();
-    assert!(messages.contains(&"notification stored"), "{logged:?}");
-    assert!(messages.contains(&"request completed"), "{logged:?}");
-
-    proc.signal("TERM");
-    assert_eq!(
-        proc.wait_exit(Duration::from_secs(10)).await,
-        Some(0),
-        "{}",
-        proc.stderr()
+    assert!(
+        messages.iter().any(|m| m == "notification stored"),
+        "{messages:?}"
     );
+    assert!(
+        messages.iter().any(|m| m == "request completed"),
+        "{messages:?}"
+    );
+
+    svc.stop().await;
 }
 
 /// The binary continues the caller's W3C trace: its server span (exported over OTLP/gRPC to a
@@ -519,17 +389,18 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
 #[tokio::test]
 async fn the_binary_continues_the_callers_trace_and_logs_the_request_id() {
     let receiver = testkit::otlp::OtlpReceiver::start().await;
-    let port = testkit::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notifications"));
-    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
-        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL");
-    let proc = testkit::Proc::spawn("notifications", cmd);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let svc = Binary::start(
+        "notifications",
+        env!("CARGO_BIN_EXE_notifications"),
+        |cmd, addr| {
+            cmd.args(["--listen", addr])
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+                .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL");
+        },
+    )
+    .await;
     let created = testkit::http_client()
-        .post(format!("{base}/api/notifications/"))
+        .post(format!("{}/api/notifications/", svc.base))
         .header("x-user-id", "service:monolith")
         .header("x-user-roles", "service")
         .header("x-request-id", "rid-trace-1")
@@ -539,6 +410,11 @@ async fn the_binary_continues_the_callers_trace_and_logs_the_request_id() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    testkit::otlp::assert_continued_caller_trace(&receiver, &proc, "notifications", "rid-trace-1")
-        .await;
+    testkit::otlp::assert_continued_caller_trace(
+        &receiver,
+        &svc.proc,
+        "notifications",
+        "rid-trace-1",
+    )
+    .await;
 }

@@ -4,38 +4,26 @@
 //! |---|---|---|
 //! | `POST /api/payments/` `{order_id, amount}` | any caller | 201 `{id, order_id, amount, status: "captured", served_by: "payments-service", created_at}` |
 //! | `GET /api/payments/` | any caller | 200, the caller's payments, newest first |
-//! | `GET /healthz` | anyone | 200 `{"status": "ok"}` |
-//! | `GET /metrics` | anyone (not routed by the gateway) | Prometheus text |
 //!
 //! `amount` is a decimal with at most two places, given as a string ("12.50") or a number, and
 //! answered as a string, like the monolith. Errors: 401 without identity, 415/400/422 for bad
 //! bodies (422 lists `errors: [{field, message}]` with the monolith's messages).
+//! (`GET /healthz` and `GET /metrics` are the shell's, `service_kit::shell`.)
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use serde_json::Value;
+use service_kit::store::Stored;
+use service_kit::{Caller, FieldError, JsonBody, Problem};
 
 use crate::AppState;
-use crate::http::{Caller, FieldError, JsonBody, Problem};
 use crate::store::{Cents, Payment};
 
 /// DRF's DecimalField(max_digits=12, decimal_places=2): at most 10 digits before the point.
 const MAX_INTEGER_DIGITS: usize = 10;
 
-pub async fn healthz() -> Json<Value> {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-}
-
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Vec<Payment>> {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Vec<Stored<Payment>>> {
     Json(state.store.for_user(&caller.subject))
 }
 
@@ -43,9 +31,11 @@ pub async fn capture(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Payment>), Problem> {
+) -> Result<(StatusCode, Json<Stored<Payment>>), Problem> {
     let (order_id, amount) = validate(&body).map_err(Problem::validation)?;
-    let payment = state.store.capture(&caller.subject, order_id, amount);
+    let payment = state
+        .store
+        .add(Payment::captured(&caller.subject, order_id, amount));
     tracing::info!(
         payment_id = payment.id,
         order_id,

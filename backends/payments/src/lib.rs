@@ -8,12 +8,14 @@
 //! database), so it records the capture only. Reconciling captures into the monolith is the next
 //! step of the extraction.
 //!
+//! This crate is the service's domain only; the shell (state, router with `/healthz` and
+//! `/metrics`, request ids, `X-Served-By`, problem+json, identity from trusted peers, metrics,
+//! logs, the command line, serving) is `service_kit::shell`, driven by [`Payments`].
+//!
 //! | module | what |
 //! |---|---|
-//! | [`api`] | the handlers: capture, list, health, metrics |
-//! | [`store`] | bounded in-memory storage (newest 10,000 by default), money in cents |
-//! | [`http`] | request ids, `X-Served-By`, identity from trusted peers, problem+json |
-//! | [`metrics`] | `payments_http_requests_total`, `payments_http_request_duration_seconds` |
+//! | [`api`] | the handlers: capture, list; amounts parsed like the monolith's |
+//! | [`store`] | what is stored: [`store::Payment`] (newest 10,000 by default), money in cents |
 //!
 //! Run it / curl it:
 //!
@@ -25,63 +27,28 @@
 //! ```
 
 pub mod api;
-pub use service_kit::{http, metrics};
 pub mod store;
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::extract::FromRef;
 use axum::routing::get;
+use service_kit::ServiceSpec;
 
-use crate::http::TrustedPeers;
-use crate::metrics::HttpMetrics;
-use crate::store::Store;
+pub use service_kit::shell::app;
 
-/// The name in `X-Served-By`, metric names and problem types.
-pub const SERVICE: &str = "payments";
-/// Where it listens unless told otherwise (`--listen` / `PAYMENTS_LISTEN`).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8003";
+/// The service, as the shell sees it.
+pub struct Payments;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<Store>,
-    pub trusted: TrustedPeers,
-    pub metrics: HttpMetrics,
-}
+pub type AppState = service_kit::shell::AppState<Payments>;
 
-impl AppState {
-    pub fn new(capacity: usize, trusted: TrustedPeers) -> Result<Self, prometheus::Error> {
-        Ok(AppState {
-            store: Arc::new(Store::new(capacity)),
-            trusted,
-            metrics: HttpMetrics::new(SERVICE)?,
-        })
+impl ServiceSpec for Payments {
+    const NAME: &'static str = "payments";
+    const ABOUT: &'static str = "The payments service: the canary side of the payments split";
+    const DEFAULT_LISTEN: &'static str = "127.0.0.1:8003";
+    const LISTEN_ENV: &'static str = "PAYMENTS_LISTEN";
+    const CAPACITY_ENV: &'static str = "PAYMENTS_CAPACITY";
+    type Record = store::Payment;
+
+    fn routes() -> Router<AppState> {
+        Router::new().route("/api/payments/", get(api::list).post(api::capture))
     }
-}
-
-impl FromRef<AppState> for TrustedPeers {
-    fn from_ref(state: &AppState) -> Self {
-        state.trusted.clone()
-    }
-}
-
-impl FromRef<AppState> for HttpMetrics {
-    fn from_ref(state: &AppState) -> Self {
-        state.metrics.clone()
-    }
-}
-
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/payments/", get(api::list).post(api::capture))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            http::request_context,
-        ))
-        .with_state(state)
 }

@@ -2,33 +2,24 @@
 //! binary on an ephemeral port.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use payments::http::TrustedPeers;
 use payments::{AppState, app};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use service_kit::TrustedPeers;
+use service_kit::testing::{Binary, Resp, logged_messages};
 
 const ALICE: &str = "3f0c8a4e-0000-4000-8000-00000000a11c";
 const BOB: &str = "3f0c8a4e-0000-4000-8000-000000000b0b";
 const GATEWAY: &str = "127.0.0.1:50000";
 
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
 fn state() -> AppState {
     AppState::new(100, TrustedPeers::loopback()).unwrap()
 }
 
+/// A request from `peer` with request id `rid-test`, as `user` (role `user`) when given.
 fn request(
     method: &str,
     uri: &str,
@@ -36,38 +27,15 @@ fn request(
     body: Option<Value>,
     peer: &str,
 ) -> Request<Body> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("x-request-id", "rid-test");
+    let mut headers = vec![("x-request-id", "rid-test")];
     if let Some(user) = user {
-        builder = builder
-            .header("x-user-id", user)
-            .header("x-user-roles", "user");
+        headers.extend([("x-user-id", user), ("x-user-roles", "user")]);
     }
-    let mut req = match body {
-        Some(b) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    };
-    req.extensions_mut()
-        .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-    req
+    service_kit::testing::request(method, uri, &headers, body, Some(peer))
 }
 
 async fn send(state: &AppState, req: Request<Body>) -> Resp {
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    service_kit::testing::send(app(state.clone()), req).await
 }
 
 async fn pay(state: &AppState, user: &str, body: Value) -> Resp {
@@ -183,13 +151,7 @@ async fn invalid_bodies_are_422_with_the_monolith_messages() {
     for (body, fields) in cases {
         let resp = pay(&state, ALICE, body.clone()).await;
         assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        let got: Vec<&str> = resp.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert_eq!(got, fields, "{body}");
+        assert_eq!(resp.error_fields(), fields, "{body}");
     }
     let decimals = pay(&state, ALICE, json!({"order_id": 1, "amount": "1.001"})).await;
     assert_eq!(
@@ -202,19 +164,18 @@ async fn invalid_bodies_are_422_with_the_monolith_messages() {
 /// The real binary: ready line, a capture over TCP, the request id in its JSON logs, SIGTERM.
 #[tokio::test]
 async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
-    let port = testkit::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payments"));
-    cmd.env("PAYMENTS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .env_remove("TRUSTED_GATEWAYS");
-    let mut proc = testkit::Proc::spawn("payments", cmd);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let svc = Binary::start("payments", env!("CARGO_BIN_EXE_payments"), |cmd, addr| {
+        cmd.env("PAYMENTS_LISTEN", addr)
+            .env_remove("TRUSTED_GATEWAYS");
+    })
+    .await;
+    let (port, base) = (svc.port, &svc.base);
     assert!(
-        proc.stdout()
+        svc.proc
+            .stdout()
             .contains(&format!("payments listening on http://127.0.0.1:{port}")),
         "{}",
-        proc.stdout()
+        svc.proc.stdout()
     );
 
     let client = testkit::http_client();
@@ -238,14 +199,8 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
         "the request id in the JSON logs",
         Duration::from_secs(5),
         || {
-            let stderr = proc.stderr();
+            let messages = logged_messages(&svc.proc.stderr(), "rid-pay-1");
             async move {
-                let messages: Vec<String> = stderr
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .filter(|l| l.to_string().contains("rid-pay-1"))
-                    .filter_map(|l| l["fields"]["message"].as_str().map(str::to_string))
-                    .collect();
                 (messages.iter().any(|m| m == "payment captured")
                     && messages.iter().any(|m| m == "request completed"))
                 .then_some(())
@@ -254,13 +209,7 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
     )
     .await;
 
-    proc.signal("TERM");
-    assert_eq!(
-        proc.wait_exit(Duration::from_secs(10)).await,
-        Some(0),
-        "{}",
-        proc.stderr()
-    );
+    svc.stop().await;
 }
 
 /// The binary continues the caller's W3C trace (exported over OTLP/HTTP to a real receiver)
@@ -268,22 +217,20 @@ async fn the_binary_serves_logs_the_request_id_and_stops_on_sigterm() {
 #[tokio::test]
 async fn the_binary_continues_the_callers_trace_and_logs_the_request_id() {
     let receiver = testkit::otlp::OtlpReceiver::start().await;
-    let port = testkit::free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payments"));
-    cmd.env("PAYMENTS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-    let proc = testkit::Proc::spawn("payments", cmd);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(20)).await;
+    let svc = Binary::start("payments", env!("CARGO_BIN_EXE_payments"), |cmd, addr| {
+        cmd.env("PAYMENTS_LISTEN", addr)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    })
+    .await;
     let resp = testkit::http_client()
-        .get(format!("{base}/healthz"))
+        .get(format!("{}/healthz", svc.base))
         .header("x-request-id", "rid-trace-2")
         .header("traceparent", testkit::otlp::CALLER_TRACEPARENT)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    testkit::otlp::assert_continued_caller_trace(&receiver, &proc, "payments", "rid-trace-2").await;
+    testkit::otlp::assert_continued_caller_trace(&receiver, &svc.proc, "payments", "rid-trace-2")
+        .await;
 }

@@ -181,10 +181,10 @@ fn provider(service: &'static str, o: &OtlpSettings) -> Result<SdkTracerProvider
         .build())
 }
 
-/// The server span of one request: named `{method} {route}` (`{method}` until the route is
-/// known, see [`record_route`]), continuing the caller's trace from `traceparent` (a new trace
-/// starts when it is missing or invalid). Its fields (`request_id`, `trace_id`) are on every
-/// log line written inside it.
+/// The server span of one request: named `{method} {route}` with the matched route template
+/// (`{method}` alone when no route matched), continuing the caller's trace from `traceparent`
+/// (a new trace starts when it is missing or invalid). Its fields (`request_id`, `trace_id`)
+/// are on every log line written inside it.
 pub fn request_span(
     method: &str,
     path: &str,
@@ -224,7 +224,7 @@ pub fn request_span(
 }
 
 /// The matched route template: names the span `{method} {route}` and sets `http.route`.
-pub fn record_route(span: &tracing::Span, method: &str, route: &str) {
+fn record_route(span: &tracing::Span, method: &str, route: &str) {
     let name = format!("{method} {route}");
     // The OpenTelemetry span already exists (its trace id was read at the start), so it is
     // renamed directly; the field keeps the log lines in step.

@@ -5,15 +5,28 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 
-/// Binds `listen`, prints the ready line and serves `app` until SIGINT or SIGTERM.
-pub async fn serve(service: &str, listen: SocketAddr, app: axum::Router) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen on {listen}"))?;
-    let addr = listener.local_addr().context("local address")?;
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds `listen`, prints the ready line and serves `app` (with each connection's peer address
+/// as `ConnectInfo<SocketAddr>`) until SIGINT or SIGTERM.
+pub async fn serve(service: &str, listen: SocketAddr, app: axum::Router) -> Result<(), ServeError> {
+    let bind = |source| ServeError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
     tracing::info!(%addr, "{service} listening");
     println!("{service} listening on http://{addr}");
     let _ = std::io::stdout().flush();
@@ -23,7 +36,7 @@ pub async fn serve(service: &str, listen: SocketAddr, app: axum::Router) -> anyh
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
-    .context("server")?;
+    .map_err(ServeError::Serve)?;
     tracing::info!("{service} stopped");
     Ok(())
 }
@@ -50,4 +63,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+    tracing::info!("shutdown signal received");
 }
