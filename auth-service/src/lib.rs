@@ -10,29 +10,30 @@
 //! runs it on a socket; [`cli`] is the command line.
 //!
 //! ## Module map
-//! Top to bottom: a module uses only modules of the layers below it, never one of its own layer
-//! or above (and service-kit, the shell it shares with the other Rust services: request
-//! middleware, problems, JSON bodies, HTTP metrics, logs and traces, serving).
+//! Top to bottom: a module uses only modules of the layers above its row, never one of its own
+//! layer or below (and service-kit, the shell it shares with the other Rust services: request
+//! middleware, problems, JSON bodies, HTTP metrics, logs and traces, serving). A unit test below
+//! checks every `use crate::…` against this table (`testkit::layers`), so it cannot rot.
 //!
 //! | layer | module | what |
 //! |---|---|---|
-//! | 1 | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
-//! | 2 | [`server`] | serving a built state: the key-reload and refresh-purge tasks around service-kit's `serve` |
-//! | 3 | [`http`] | the router: routes, fallbacks, body limit, service-kit's request middleware |
-//! | 4 | [`handlers`] | one function per endpoint; they only call into the modules below |
-//! | 5 | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
-//! | 5 | [`tokens`] | access-token claims, signing with the active key, verification against the key set |
-//! | 6 | [`keys`] | signing keys: generation (RS256/ES256/EdDSA via aws-lc-rs), rotation, overlap window, the live key set reloaded from the DB |
-//! | 6 | [`users`] | accounts and roles: email/password policy, storage |
-//! | 6 | [`refresh`] | opaque refresh tokens: issue, atomic rotation, reuse detection (family revocation), logout |
-//! | 6 | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
-//! | 6 | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
-//! | 7 | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
-//! | 7 | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
-//! | 7 | [`error`] | the one error enum and its `IntoResponse` (a service-kit problem: RFC 9457 `application/problem+json`) |
-//! | 7 | [`client`] | what a request says about its caller: peer address, client IP behind trusted proxies, bearer token |
-//! | 7 | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
-//! | 7 | [`random`] | the OS CSPRNG: random bytes, opaque tokens, UUID ids |
+//! | 0 | [`db`] | the sqlx `AnyPool` (SQLite or PostgreSQL by URL), embedded migrations per backend, time helpers |
+//! | 0 | [`config`] | YAML file → raw struct (`deny_unknown_fields`) → validated [`Settings`]; precedence flags > env > file > defaults |
+//! | 0 | [`error`] | the one error enum and its `IntoResponse` (a service-kit problem: RFC 9457 `application/problem+json`) |
+//! | 0 | [`client`] | what a request says about its caller: peer address, client IP behind trusted proxies, bearer token |
+//! | 0 | [`metrics`] | every Prometheus metric of the service, registered once in a per-process registry |
+//! | 0 | [`random`] | the OS CSPRNG: random bytes, opaque tokens, UUID ids |
+//! | 1 | [`keys`] | signing keys: generation (RS256/ES256/EdDSA via aws-lc-rs), rotation, overlap window, the live key set reloaded from the DB |
+//! | 1 | [`users`] | accounts and roles: email/password policy, storage |
+//! | 1 | [`refresh`] | opaque refresh tokens: issue, atomic rotation, reuse detection (family revocation), logout |
+//! | 1 | [`password`] | argon2id hashing on the blocking pool with bounded concurrency, dummy hash for unknown emails |
+//! | 1 | [`throttle`] | in-memory, bounded login throttling per (account, client IP) and per client IP |
+//! | 2 | [`state`] | [`AppState`]: settings, DB, key store, hasher, throttle, metrics behind one `Arc` |
+//! | 2 | [`tokens`] | access-token claims, signing with the active key, verification against the key set |
+//! | 3 | [`handlers`] | one function per endpoint; they only call into the modules above |
+//! | 4 | [`http`] | the router: routes, fallbacks, body limit, service-kit's request middleware |
+//! | 5 | [`server`] | serving a built state: the key-reload and refresh-purge tasks around service-kit's `serve` |
+//! | 6 | [`cli`] | clap definitions and the subcommands (`serve`, `keys rotate/list`, `users grant-role/revoke-role`) |
 //!
 //! ## Request path
 //! `request id → access log + HTTP metrics → body limit → route → handler`. Errors from any
@@ -64,3 +65,14 @@ pub use state::AppState;
 /// The name the service answers as: its problem types (`urn:problem-type:auth-service:<slug>`),
 /// its ready line, the service name of its spans.
 pub const SERVICE: &str = "auth-service";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn modules_import_only_from_the_layers_above_theirs() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        if let Err(violations) = testkit::layers::check(&src) {
+            panic!("the module map in lib.rs and the imports disagree:\n{violations}");
+        }
+    }
+}
