@@ -29,8 +29,8 @@
 //! **`urn:problem-type:<service>:<slug>`**: `<service>` is the name the service answers as
 //! (`auth-service`, `notifications`, `payments`; the Django monolith's is `monolith`), `<slug>`
 //! the kind of error in kebab case (`not-found`, `validation-failed`, `email-taken`). One scheme
-//! for every service, so a client or a dashboard tells errors apart by one rule; the gateway's
-//! `urn:gateway:problem:<slug>` is moving to `urn:problem-type:gateway:<slug>`. A handler
+//! for every service, so a client or a dashboard tells errors apart by one rule; the gateway's own
+//! answers are `urn:problem-type:gateway:<slug>` (`gateway::respond`). A handler
 //! builds a [`Problem`] with a slug only; [`http::request_context`] adds the service's name
 //! through [`problem_type`].
 

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// The `type` of a problem: `urn:problem-type:<service>:<slug>`, the one scheme of every service
-/// (the Rust services, the Django monolith; the gateway's `urn:gateway:problem:<slug>` moves to
+/// (the Rust services, the Django monolith, and the gateway's own answers,
 /// `urn:problem-type:gateway:<slug>`). A URN identifies the kind of error; nothing is fetched.
 pub fn problem_type(service: &str, slug: &str) -> String {
     format!("urn:problem-type:{service}:{slug}")
