@@ -133,6 +133,14 @@ fn top_module(rel: &Path) -> Option<String> {
     (name != "lib" && name != "main").then(|| name.to_string())
 }
 
+/// Panics with every violation when the crate at `manifest_dir` (its `CARGO_MANIFEST_DIR`)
+/// breaks the layering of its `lib.rs` module map: the one-line unit test each crate runs.
+pub fn assert_layered(manifest_dir: &str) {
+    if let Err(violations) = check(&Path::new(manifest_dir).join("src")) {
+        panic!("the module map in lib.rs and the imports disagree:\n{violations}");
+    }
+}
+
 /// `(line, module)` for every `crate::module` named in `text`, comments skipped.
 fn imports(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
