@@ -3,7 +3,7 @@
 //! Tests here run the real thing: real binaries on `127.0.0.1` ephemeral ports, real HTTP.
 //! This crate gives them the few pieces they all need:
 //!
-//! - [`free_port`]: an ephemeral port that was free a moment ago (the OS picks it);
+//! - [`free_port`]: a port that was free a moment ago, never one an outgoing connection takes;
 //! - [`cargo_bin`]: the path of a workspace binary (built by `cargo build --workspace --bins`,
 //!   which `scripts/test.sh` runs before the tests);
 //! - [`Proc`]: a child process with its output captured to files, killed by PID on drop;
@@ -27,8 +27,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-/// An ephemeral TCP port on 127.0.0.1 that was free when this returned.
+/// A TCP port on 127.0.0.1 that was free when this returned.
+///
+/// Ports are taken from just below the kernel's ephemeral range (`ip_local_port_range`), where
+/// no outgoing connection can take one between this call and the test's `bind` (a port from
+/// `bind(0)` can: seen as a rare "connection refused" under `cargo test` load), and each is
+/// handed out once per process, so two tests running side by side never get the same one.
+/// Where the range leaves no room below it, the kernel picks.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const SPAN: u32 = 12_000;
+    static BELOW: OnceLock<Option<u32>> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = *BELOW.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        let first: u32 = range.split_whitespace().next()?.parse().ok()?;
+        // Start each process at a different place, so concurrent test binaries rarely meet.
+        NEXT.store(std::process::id().wrapping_mul(7919) % SPAN, Ordering::Relaxed);
+        first.checked_sub(SPAN).filter(|low| *low >= 1024)
+    });
+    if let Some(low) = low {
+        for _ in 0..SPAN {
+            let port = low + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+            let port = u16::try_from(port).expect("below the ephemeral range");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }
@@ -196,4 +223,24 @@ pub fn http_client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let first: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        for port in ports {
+            if first > 13_024 {
+                assert!(port < first, "{port} is in the ephemeral range from {first}");
+            }
+            TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }

@@ -532,21 +532,7 @@ async fn jwks_rotation_single_flight_and_readiness() {
         ),
     )
     .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.args(["run", "--config"]).arg(&config);
-    let proc = testkit::Proc::spawn("gateway", cmd);
-    testkit::wait_http_ok(
-        &format!("http://127.0.0.1:{admin}/healthz"),
-        crate::support::START,
-    )
-    .await;
-    let gw = Gateway {
-        proc,
-        port,
-        admin,
-        dir,
-        config,
-    };
+    let gw = Gateway::spawn(dir, config, port, admin).await;
     let ready = testkit::http_client()
         .get(gw.admin_url("/readyz"))
         .send()

@@ -79,12 +79,25 @@ impl Gateway {
         port: u16,
         admin: u16,
     ) -> Gateway {
+        let gw = Self::spawn(dir, config, port, admin).await;
+        wait_http_ok(&gw.admin_url("/readyz"), START).await;
+        gw
+    }
+
+    /// Starts the gateway and waits until it is alive (`/healthz`) and its proxy listener
+    /// accepts, but not until it is ready: for tests of what it does before then.
+    pub async fn spawn(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        port: u16,
+        admin: u16,
+    ) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info");
         let proc = Proc::spawn("gateway", cmd);
-        wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), START).await;
+        wait_http_ok(&format!("http://127.0.0.1:{admin}/healthz"), START).await;
         // The admin listener can answer before the proxy listener is bound (pingora starts the
         // services on their own threads): wait for the proxy port too.
         eventually("the proxy listener", START, || async move {
