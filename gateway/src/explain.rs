@@ -6,8 +6,9 @@ use std::fmt::Write;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::model::{Config, PathMatch, RouteTarget, UpstreamSpec};
-use crate::path;
+use crate::respond::GatewayError;
 use crate::routing::{self, RequestFacts, RouteTable};
+use crate::{path, request_head};
 
 /// The explanation, and whether a route matched.
 pub fn explain(
@@ -26,11 +27,26 @@ pub fn explain(
             .map_err(|_| format!("invalid value for header \"{k}\""))?;
         map.append(name, value);
     }
-    let (path_only, query) = match raw_path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (raw_path, None),
-    };
     let mut out = String::new();
+    // The same request-target rules as the running gateway's (`request_head`), so the two
+    // agree on every target.
+    let checked = request_head::check_target(method.as_str(), raw_path.as_bytes()).and_then(|t| {
+        let hosts = map.get_all(http::header::HOST).iter().map(|h| h.as_bytes());
+        request_head::check_authority(hosts, &t).map(|()| t)
+    });
+    let (path_only, query) = match checked {
+        Ok(target) => (target.path, target.query),
+        Err(e) => {
+            let status = GatewayError::BadHead(e).problem().status;
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            let _ = writeln!(out, "request:   {method} {raw_path}");
+            let _ = writeln!(out, "result:    {status} {reason} ({e})");
+            return Ok((out, false));
+        }
+    };
     let normalised = match path::normalize(path_only, config.encoded_slashes) {
         Ok(n) => n,
         Err(e) => {

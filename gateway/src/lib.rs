@@ -15,6 +15,7 @@
 //! | 0 leaves | [`hex`] | lowercase hex for ids on the request path |
 //! | | [`seconds`] | whole seconds for `Retry-After` and the `RateLimit` fields, rounded up |
 //! | | [`path`] | request path normalisation (what is matched is what is forwarded) |
+//! | | [`request_head`] | the HTTP/1 request head and request-target, checked strictly before pingora parses them |
 //! | | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
@@ -34,10 +35,13 @@
 //! | 7 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
 //! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
-//! | 8 | [`server`] | wiring the pingora server together |
+//! | 8 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
+//! | 9 | [`server`] | wiring the pingora server together |
 //!
 //! ## The request path
 //! ```text
+//! edge ─── read the head ─ request_head::scan ──(refuse: problem+json, close) ─ hand the bytes to pingora
+//!      │
 //! request_filter ── request id ─ server span (traceparent) ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
 //!      │
 //! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random) ─ client span per attempt
@@ -56,6 +60,7 @@ pub mod auth;
 pub mod background;
 pub mod breaker;
 pub mod config;
+pub mod edge;
 pub mod explain;
 pub mod forwarding;
 pub mod health;
@@ -65,6 +70,7 @@ pub mod observability;
 pub mod path;
 pub mod proxy;
 pub mod ratelimit;
+pub mod request_head;
 pub mod request_id;
 pub mod respond;
 pub mod retry_budget;

@@ -88,6 +88,9 @@ pub struct Metrics {
     pub retry_budget_exhausted: IntCounterVec,
     /// `gateway_fallbacks_total{route,upstream,fallback}`: requests sent to a route's fallback.
     pub fallbacks: IntCounterVec,
+    /// `gateway_malformed_requests_total{reason}`: request heads refused before routing
+    /// (`request_head::HeadError::reason`).
+    pub malformed_requests: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -244,8 +247,14 @@ impl Metrics {
             "Requests sent to a route's fallback because its upstream had no available target.",
             &["route", "upstream", "fallback"],
         );
+        let malformed_requests = counter(
+            "gateway_malformed_requests_total",
+            "Request heads refused before routing (answered 400, 405, 414 or 431), by reason.",
+            &["reason"],
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(malformed_requests.clone()),
             Box::new(target_up.clone()),
             Box::new(health_checks.clone()),
             Box::new(breaker_state.clone()),
@@ -309,6 +318,7 @@ impl Metrics {
             retries,
             retry_budget_exhausted,
             fallbacks,
+            malformed_requests,
         }
     }
 
@@ -423,6 +433,15 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
     }
+}
+
+/// The status as a 3-digit label without allocating.
+pub fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
+    let s = status.min(999);
+    buf[0] = b'0' + (s / 100) as u8;
+    buf[1] = b'0' + (s / 10 % 10) as u8;
+    buf[2] = b'0' + (s % 10) as u8;
+    std::str::from_utf8(buf).unwrap_or("000")
 }
 
 #[cfg(test)]

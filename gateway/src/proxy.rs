@@ -33,7 +33,7 @@ use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, forwarding, path, ratelimit, request_id};
+use crate::{auth, forwarding, path, ratelimit, request_head, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -143,6 +143,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = incoming_request_id(session);
+        close_if_asked(session);
         ctx.client_ip = client_ip(session, &ctx.rt);
         let admitted = {
             let req = session.req_header();
@@ -453,7 +454,12 @@ impl ProxyHttp for Proxy {
         let method = crate::metrics::method_label(&session.req_header().method);
         let mut buf = [0u8; 3];
         m.requests
-            .with_label_values(&[route, method, status_str(status, &mut buf), upstream])
+            .with_label_values(&[
+                route,
+                method,
+                crate::metrics::status_str(status, &mut buf),
+                upstream,
+            ])
             .inc();
         m.request_duration
             .with_label_values(&[route])
@@ -477,6 +483,19 @@ impl ProxyHttp for Proxy {
             ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
             ctx.request_id
         )
+    }
+}
+
+/// `Connection: close` in any field closes the connection after the answer (RFC 9110 §7.6.1);
+/// pingora itself reads only the first `Connection` field.
+fn close_if_asked(session: &mut Session) {
+    let mut fields = session
+        .req_header()
+        .headers
+        .get_all(header::CONNECTION)
+        .iter();
+    if fields.next().is_some() && request_head::asks_to_close(fields.map(|v| v.as_bytes())) {
+        session.set_keepalive(None);
     }
 }
 
@@ -831,13 +850,4 @@ fn sticky_key(key: &StickyKey, session: &Session, ctx: &RequestCtx) -> Option<Ve
         StickyKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
         StickyKey::Claim(name) => ctx.identity.as_ref().and_then(|v| v.claim_key(name)),
     }
-}
-
-/// The status as a 3-digit label without allocating.
-fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
-    let s = status.min(999);
-    buf[0] = b'0' + (s / 100) as u8;
-    buf[1] = b'0' + (s / 10 % 10) as u8;
-    buf[2] = b'0' + (s % 10) as u8;
-    std::str::from_utf8(buf).unwrap_or("000")
 }

@@ -13,6 +13,7 @@ use pingora_proxy::Session;
 use crate::auth::AuthError;
 use crate::path::PathError;
 use crate::ratelimit::RateLimitError;
+use crate::request_head::HeadError;
 
 /// Everything the gateway itself can answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub enum GatewayError {
     BadPath(PathError),
     AmbiguousFraming,
     BadRequest,
+    /// A request head refused before pingora parsed it (`edge`).
+    BadHead(HeadError),
     /// Every target of the upstream (and of the route's fallback) is open or unhealthy.
     NoTargetAvailable {
         upstream: String,
@@ -80,6 +83,21 @@ impl GatewayError {
                 "Bad request",
                 "The request could not be read.",
             ),
+            GatewayError::BadHead(e) => {
+                let (status, slug, title) = match e {
+                    HeadError::Malformed(_) => (400, "malformed-request", "Bad request"),
+                    HeadError::Target(_) => (400, "bad-request-target", "Bad request target"),
+                    HeadError::TargetTooLong => (414, "target-too-long", "URI too long"),
+                    HeadError::HeadTooLarge => {
+                        (431, "head-too-large", "Request header fields too large")
+                    }
+                    HeadError::Connect => (405, "method-not-allowed", "Method not allowed"),
+                    HeadError::Framing(_) => {
+                        (400, "ambiguous-framing", "Ambiguous message framing")
+                    }
+                };
+                p(status, slug, title, &e.to_string())
+            }
             GatewayError::NoTargetAvailable { .. } => p(
                 503,
                 "upstream-unavailable",
@@ -265,6 +283,30 @@ pub fn header(
     Ok(h)
 }
 
+/// `err` as a whole HTTP/1.1 response that closes the connection, for answers written to the
+/// socket before pingora has a session (`edge`).
+pub fn raw_close(err: &GatewayError, request_id: &str) -> Vec<u8> {
+    let problem = err.problem();
+    let body = body(&problem, request_id);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\n{}: {request_id}\r\nconnection: close\r\n",
+        problem.status,
+        http::StatusCode::from_u16(problem.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or(""),
+        body.len(),
+        crate::request_id::HEADER,
+    );
+    for (k, v) in err.extra_headers() {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
 /// Writes `err` as the whole response. Returns the status written.
 pub async fn send(
     session: &mut Session,
@@ -318,6 +360,34 @@ mod tests {
         };
         assert_eq!(e.problem().status, 503);
         assert_eq!(e.extra_headers(), vec![("retry-after", Cow::Borrowed("3"))]);
+    }
+
+    #[test]
+    fn a_refused_head_is_a_whole_response_that_closes() {
+        use crate::request_head::{HeadError, TargetError};
+        let e = GatewayError::BadHead(HeadError::Target(TargetError::Byte(b'#')));
+        let raw = raw_close(&e, "rid-2");
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert!(head.contains("\r\nx-request-id: rid-2"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["type"], "urn:problem-type:gateway:bad-request-target");
+        assert_eq!(
+            v["detail"],
+            "The request-target contains '#', which must be percent-encoded."
+        );
+        let statuses = [
+            (HeadError::TargetTooLong, 414),
+            (HeadError::HeadTooLarge, 431),
+            (HeadError::Connect, 405),
+            (HeadError::Malformed("x"), 400),
+        ];
+        for (e, status) in statuses {
+            assert_eq!(GatewayError::BadHead(e).problem().status, status, "{e:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::background::{HealthChecker, JwksRefresher, Reloader};
+use crate::edge::Edge;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::state::{self, Shared};
@@ -50,10 +51,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Proxy::new(shared.clone()),
-        "gateway proxy",
+    let mut proxy = Service::new(
+        "gateway proxy".to_string(),
+        Edge::new(
+            pingora_proxy::http_proxy(&server.configuration, Proxy::new(shared.clone())),
+            shared.metrics.clone(),
+        ),
     );
     proxy.add_tcp(&listen.to_string());
     if let (Some(addr), Some(resolver)) = (tls_listen, shared.cert_resolver.clone()) {

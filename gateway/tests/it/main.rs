@@ -9,6 +9,7 @@ mod cli;
 mod drain;
 mod errors;
 mod framing;
+mod heads;
 mod observability;
 mod ratelimit;
 mod reload;

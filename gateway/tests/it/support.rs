@@ -86,12 +86,7 @@ impl Gateway {
 
     /// Starts the gateway and waits until it is alive (`/healthz`) and its proxy listener
     /// accepts, but not until it is ready: for tests of what it does before then.
-    pub async fn spawn(
-        dir: tempfile::TempDir,
-        config: PathBuf,
-        port: u16,
-        admin: u16,
-    ) -> Gateway {
+    pub async fn spawn(dir: tempfile::TempDir, config: PathBuf, port: u16, admin: u16) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(["run", "--config"])
             .arg(&config)
@@ -216,7 +211,7 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    fn parse(buf: &[u8]) -> RawResponse {
+    pub fn parse(buf: &[u8]) -> RawResponse {
         let text = String::from_utf8_lossy(buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
