@@ -177,6 +177,16 @@ async fn autocorrected_or_unparsed_heads_are_refused_with_problem_json() {
             .await,
         None
     );
+    // A body whose chunked framing breaks after a good head is refused by pingora's body
+    // reader, before any response: still problem+json.
+    let r = exchange(
+        gw.port,
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("closed after a broken body");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["type"], "urn:problem-type:gateway:bad-request");
     // A good request on a fresh connection still works, and the query arrives byte for byte.
     let r = raw(
         gw.port,
