@@ -17,7 +17,8 @@ pub fn explain(
     raw_path: &str,
     headers: &[(String, String)],
 ) -> Result<(String, bool), String> {
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+    // Methods are case-sensitive (RFC 9110 §9.1): `get` is not `GET`, here as in the gateway.
+    let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("invalid method \"{method}\""))?;
     let mut map = HeaderMap::new();
     for (k, v) in headers {

@@ -35,7 +35,9 @@ enum Command {
     Explain {
         #[arg(long, short, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: PathBuf,
+        /// The method, case-sensitive as on the wire (`GET`, not `get`).
         method: String,
+        /// The request-target as sent on the request line: `/path?query`, or an absolute URL.
         path: String,
         /// A request header, as NAME:VALUE (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]

@@ -270,9 +270,9 @@ enum Verdict {
     Routed { route: String, forwarded: String },
 }
 
-fn explained(config: &gateway::config::model::Config, target: &str) -> Verdict {
+fn explained(config: &gateway::config::model::Config, method: &str, target: &str) -> Verdict {
     let (out, _) =
-        gateway::explain::explain(config, "GET", target, &[("host".into(), "t".into())]).unwrap();
+        gateway::explain::explain(config, method, target, &[("host".into(), "t".into())]).unwrap();
     if let Some(line) = out.lines().find(|l| l.starts_with("result:")) {
         let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         return Verdict::Status(status);
@@ -301,7 +301,7 @@ async fn fuzz_explain_agrees_with_the_running_gateway_on_generated_targets() {
     let public = Echo::start("public").await;
     let admin = Echo::start("admin").await;
     let body = format!(
-        "upstreams:\n  public: {{ targets: [{}] }}\n  admin: {{ targets: [{}] }}\nroutes:\n  - {{ name: public, match: {{ path_prefix: /public/ }}, upstream: public }}\n  - {{ name: admin, match: {{ path_prefix: /admin/ }}, upstream: admin }}\n",
+        "upstreams:\n  public: {{ targets: [{}] }}\n  admin: {{ targets: [{}] }}\nroutes:\n  - {{ name: public, match: {{ path_prefix: /public/, methods: [GET, OPTIONS] }}, upstream: public }}\n  - {{ name: admin, match: {{ path_prefix: /admin/ }}, upstream: admin }}\n",
         public.addr(),
         admin.addr()
     );
@@ -335,8 +335,10 @@ async fn fuzz_explain_agrees_with_the_running_gateway_on_generated_targets() {
             "%", "%z", "?", "#", " ", "\t", "\u{0}", "\u{7f}", "é", "`", "\"", "<", ">",
         ]),
     ];
-    let strategy = (starts, proptest::collection::vec(pieces, 0..8))
-        .prop_map(|(start, rest)| format!("{start}{}", rest.concat()));
+    // Methods are case-sensitive: `get` does not match `methods: [GET]`.
+    let methods = proptest::sample::select(vec!["GET", "GET", "GET", "get", "OPTIONS", "POST"]);
+    let strategy = (methods, starts, proptest::collection::vec(pieces, 0..8))
+        .prop_map(|(method, start, rest)| (method, format!("{start}{}", rest.concat())));
     let cases: usize = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -344,9 +346,9 @@ async fn fuzz_explain_agrees_with_the_running_gateway_on_generated_targets() {
     let mut runner = TestRunner::deterministic();
     let mut routed = 0;
     for _ in 0..cases {
-        let target = strategy.new_tree(&mut runner).unwrap().current();
-        let expected = explained(&config, &target);
-        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (method, target) = strategy.new_tree(&mut runner).unwrap().current();
+        let expected = explained(&config, method, &target);
+        let request = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         let r = exchange(gw.port, request.as_bytes())
             .await
             .unwrap_or_else(|| panic!("{target:?}: the connection was left open"));
@@ -364,7 +366,7 @@ async fn fuzz_explain_agrees_with_the_running_gateway_on_generated_targets() {
         } else {
             Verdict::Status(r.status)
         };
-        assert_eq!(actual, expected, "target {target:?}");
+        assert_eq!(actual, expected, "{method} {target:?}");
         routed += usize::from(matches!(actual, Verdict::Routed { .. }));
     }
     // The generator reaches both sides of the rules.
