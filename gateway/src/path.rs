@@ -66,14 +66,15 @@ pub fn normalize(path: &str, encoded_slashes: EncodedSlashes) -> Result<Cow<'_, 
     Ok(Cow::Owned(remove_dot_segments(&decoded)))
 }
 
-/// The fast path: no `%`, no `\`, no `//`, no `.` or `..` segment.
+/// The fast path: no `%`, no `\`, no control byte, no `//`, no `.` or `..` segment.
 fn is_normal(bytes: &[u8]) -> bool {
     let mut prev = b'/';
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         match b {
-            b'%' | b'\\' => return false,
+            // The slow path refuses `\` and control bytes, and decodes `%`.
+            b'%' | b'\\' | 0..=0x1f | 0x7f => return false,
             b'/' if prev == b'/' && i > 0 => return false,
             b'.' if prev == b'/' => {
                 // `.` or `..` as a whole segment
@@ -229,6 +230,9 @@ mod tests {
         assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%2"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%00b"), Err(PathError::ControlCharacter));
+        // Found by fuzz_normalize_agrees_with_the_rfc_and_is_idempotent: the fast path let a
+        // raw control byte through.
+        assert_eq!(n("/a\u{1}b"), Err(PathError::ControlCharacter));
         assert_eq!(n("a/b"), Err(PathError::NotOriginForm));
         assert_eq!(n("*"), Err(PathError::NotOriginForm));
     }
@@ -238,5 +242,119 @@ mod tests {
         let kept = normalize("/a%2fb/../c", EncodedSlashes::Keep).unwrap();
         assert_eq!(kept, "/c");
         assert_eq!(normalize("/a%2fb", EncodedSlashes::Keep).unwrap(), "/a%2Fb");
+    }
+
+    /// RFC 3986 §5.2.4 written out literally, after decoding unreserved escapes and merging
+    /// slashes: the reference the normaliser is compared with.
+    fn reference(path: &str) -> Option<String> {
+        let bytes = path.as_bytes();
+        if bytes.first() != Some(&b'/') || path.contains('\\') {
+            return None;
+        }
+        let mut decoded = String::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                let c = u8::from_str_radix(hex, 16).ok()?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    || matches!(c, b'/' | b'\\')
+                    || c < 0x20
+                    || c == 0x7f
+                {
+                    return None;
+                }
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    decoded.push(c as char);
+                } else {
+                    decoded.push_str(&format!("%{c:02X}"));
+                }
+                i += 3;
+            } else if bytes[i] < 0x20 || bytes[i] == 0x7f {
+                return None;
+            } else {
+                let ch = path[i..].chars().next()?;
+                decoded.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+        while decoded.contains("//") {
+            decoded = decoded.replace("//", "/");
+        }
+        let (mut input, mut output) = (decoded, String::new());
+        let pop = |output: &mut String| {
+            let cut = output.rfind('/').unwrap_or(0);
+            output.truncate(cut);
+        };
+        while !input.is_empty() {
+            if let Some(rest) = input.strip_prefix("../") {
+                input = rest.to_string();
+            } else if let Some(rest) = input.strip_prefix("./") {
+                input = rest.to_string();
+            } else if input.starts_with("/./") {
+                input.replace_range(..3, "/");
+            } else if input == "/." {
+                input = "/".into();
+            } else if input.starts_with("/../") {
+                input.replace_range(..4, "/");
+                pop(&mut output);
+            } else if input == "/.." {
+                input = "/".into();
+                pop(&mut output);
+            } else if input == "." || input == ".." {
+                input.clear();
+            } else {
+                let end = input[1..].find('/').map_or(input.len(), |e| e + 1);
+                output.push_str(&input[..end]);
+                input.replace_range(..end, "");
+            }
+        }
+        Some(if output.is_empty() {
+            "/".into()
+        } else {
+            output
+        })
+    }
+
+    fn paths() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            6 => prop::sample::select(vec![
+                "/", "a", "b", ".", "..", "%2e", "%2E", "%2e%2E", "%41", "%7e", "%20", "%3a",
+                "%3A", "%C3%A9", "é", "~", "-", "_", "=", ";", "[", "%2F", "%5c",
+            ])
+            .prop_map(String::from),
+            1 => prop::sample::select(vec!["%", "%z", "%0", "%00", "%1f", "%7F", "\\", "\u{1}"])
+                .prop_map(String::from),
+        ];
+        (
+            prop::sample::select(vec!["/", "//", "", "/./", "/../"]),
+            prop::collection::vec(piece, 0..10),
+        )
+            .prop_map(|(start, rest)| format!("{start}{}", rest.concat()))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(testkit::fuzz_cases(4000)))]
+
+        /// The normaliser agrees with RFC 3986 §5.2.4 written out literally, refuses exactly
+        /// what the rules refuse, and what it returns is already normal (a second pass leaves it
+        /// unchanged).
+        #[test]
+        fn fuzz_normalize_agrees_with_the_rfc_and_is_idempotent(path in paths()) {
+            let ours = n(&path).ok();
+            proptest::prop_assert_eq!(&ours, &reference(&path), "{:?}", path);
+            if let Some(out) = ours {
+                let again = normalize(&out, EncodedSlashes::Reject).unwrap();
+                proptest::prop_assert_eq!(again.as_ref(), out.as_str(), "{:?}", path);
+            }
+        }
+
+        /// Any string at all: no panic.
+        #[test]
+        fn fuzz_normalize_never_panics(path in "\\PC{0,64}") {
+            let _ = normalize(&path, EncodedSlashes::Reject);
+            let _ = normalize(&path, EncodedSlashes::Keep);
+        }
     }
 }

@@ -552,14 +552,6 @@ mod tests {
         ));
     }
 
-    fn cases(default: u32) -> proptest::test_runner::Config {
-        let cases = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default);
-        proptest::test_runner::Config::with_cases(cases)
-    }
-
     /// Request lines built from pieces that matter to one parser or another.
     fn request_lines() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         use proptest::prelude::*;
@@ -596,7 +588,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(cases(4000))]
+        #![proptest_config(proptest::test_runner::Config::with_cases(testkit::fuzz_cases(4000)))]
 
         /// Arbitrary bytes: no panic, and a head is never longer than the input.
         #[test]

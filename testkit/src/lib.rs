@@ -63,6 +63,15 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local_addr").port()
 }
 
+/// How many cases a property test (`fuzz_…`, docs/fuzzing.md) runs: `PROPTEST_CASES` when set
+/// (a long run), otherwise the test's own `default` (a few seconds in `scripts/test.sh`).
+pub fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `der` as PEM with the given label (`PRIVATE KEY` for PKCS#8), 64 characters a line.
 pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;

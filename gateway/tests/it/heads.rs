@@ -339,10 +339,7 @@ async fn fuzz_explain_agrees_with_the_running_gateway_on_generated_targets() {
     let methods = proptest::sample::select(vec!["GET", "GET", "GET", "get", "OPTIONS", "POST"]);
     let strategy = (methods, starts, proptest::collection::vec(pieces, 0..8))
         .prop_map(|(method, start, rest)| (method, format!("{start}{}", rest.concat())));
-    let cases: usize = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+    let cases = testkit::fuzz_cases(400) as usize;
     let mut runner = TestRunner::deterministic();
     let mut routed = 0;
     for _ in 0..cases {
