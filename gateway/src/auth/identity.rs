@@ -52,7 +52,7 @@ pub fn strip(req: &mut RequestHeader, names: &[String]) {
 /// The bearer token of a request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Credential<'a> {
-    /// A token68 (RFC 9110 §11.2): ASCII only, so safe to log the length of, compare and hash.
+    /// A token68 (RFC 9110 §11.2): ASCII only.
     pub token: &'a str,
     /// The scheme was spelled exactly `Bearer`.
     pub canonical: bool,

@@ -206,6 +206,11 @@ async fn call(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    answer(req).await
+}
+
+/// Sends `req`: the status, the headers and the body (as JSON when it is).
+async fn answer(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let h = resp.headers().clone();
@@ -445,14 +450,7 @@ async fn call_raw_authorization(
             reqwest::header::HeaderValue::from_bytes(v).unwrap(),
         );
     }
-    let resp = req.send().await.unwrap();
-    let (status, h) = (resp.status().as_u16(), resp.headers().clone());
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        h,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(req).await
 }
 
 /// On `optional` and `required` routes an `Authorization` header is a well-formed bearer token
