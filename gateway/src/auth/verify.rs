@@ -8,11 +8,12 @@
 //!   followed;
 //! - jsonwebtoken does the cryptography and nothing else (`crypto::verify`, over the exact
 //!   bytes of the first two segments; base64url is decoded strictly: no padding, no stray
-//!   trailing bits); the claim set is parsed here, once, after the signature, and the
-//!   registered claims are checked here, type first (RFC 7519 §4.1: `iss` a string equal to the configured issuer — an array
-//!   naming it is refused —, `aud` a string or an array of strings, `sub`/`jti` strings,
-//!   `exp`/`nbf`/`iat` numbers), then value; `iss`, `aud` and `exp` are required; `nbf` and
-//!   `exp` allow the configured leeway; an `iat` in the future (beyond the leeway) is refused;
+//!   trailing bits); the claim set is parsed here, once, after the signature;
+//! - the registered claims are checked here (`registered_claims`), type first (RFC 7519
+//!   §4.1: `iss` a string equal to the configured issuer — an array naming it is refused —,
+//!   `aud` a string or an array of strings, `sub`/`jti` strings, `exp`/`nbf`/`iat` numbers),
+//!   then value; `iss`, `aud` and `exp` are required; `nbf` and `exp` allow the configured
+//!   leeway; an `iat` in the future (beyond the leeway) is refused;
 //! - every failure is an [`AuthFailure`], never a panic.
 
 use std::sync::Arc;
