@@ -1,26 +1,36 @@
 //! Authentication: the gateway decides identity; backends receive verified identity headers.
 //!
 //! [`Authenticator::admit`] runs in `request_filter` after routing:
-//! 1. find the credential: exactly one `Authorization` header (two → 400 `invalid_request`),
-//!    scheme `Bearer` in any case;
-//! 2. apply the route's rule: `none` looks at nothing; `optional` lets a request without a token
-//!    through anonymously but refuses a bad one; `required` needs a valid token with one of the
-//!    listed roles (if any) and all the listed scopes (403 otherwise);
+//! 1. find the credential ([`identity::bearer`]): no `Authorization` header, or exactly one that
+//!    is `Bearer` (any case), one space, a token68 (RFC 6750 §2.1). Two headers → 400
+//!    `invalid_request`; one that is anything else — another scheme, a tab, two spaces, a
+//!    non-ASCII byte — → 401, on `optional` routes too: a credential the gateway cannot check
+//!    is never treated as "no credential";
+//! 2. apply the route's rule: `none` looks at nothing (the header passes untouched); `optional`
+//!    lets a request without a credential through anonymously but refuses a bad one;
+//!    `required` needs a valid token with one of the listed roles (if any) and all the listed
+//!    scopes (403 otherwise);
 //! 3. verify: the verified-token cache first (keyed by SHA-256 of the token, valid until the
 //!    token's `exp` and while its `kid` is still published), then [`verify::verify`]; an unknown
-//!    `kid` triggers one shared JWKS re-fetch ([`jwks::JwksStore::refetch_for`]).
+//!    `kid` triggers one shared JWKS re-fetch ([`jwks::JwksStore::refetch_for`]);
+//! 4. say what the upstream gets ([`ForwardAuthorization`]): on a route that checks tokens,
+//!    only a verified token, as `Bearer <token>`, or no `Authorization` header at all.
 //!
 //! [`identity`] strips client-sent identity headers from every request and adds the verified
 //! ones.
 
 pub mod identity;
 pub mod jwks;
+#[cfg(test)]
+mod testing;
 pub mod verify;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use pingora_http::RequestHeader;
 use sha2::{Digest, Sha256};
 
 use crate::config::model::{AuthConfig, RouteAuth};
@@ -31,8 +41,8 @@ use verify::{AuthFailure, Verified};
 /// Why admission failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
-    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (or no error code when the
-    /// token is simply missing).
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (or no error code when no
+    /// bearer credential was sent: [`AuthFailure::challenge`]).
     Unauthorized(AuthFailure),
     /// 403 `insufficient_scope`.
     Forbidden,
@@ -57,9 +67,38 @@ impl AuthError {
 #[derive(Debug, Default)]
 pub struct Admitted {
     pub identity: Option<Arc<Verified>>,
-    /// The token, when the client spelled the scheme other than `Bearer` (forwarded as
-    /// `Bearer <token>`).
-    pub normalized_authorization: Option<String>,
+    /// What the upstream request's `Authorization` header becomes.
+    pub authorization: ForwardAuthorization,
+}
+
+/// What the upstream request's `Authorization` header becomes: on a route that checks tokens,
+/// the upstream sees a verified token or nothing, never a credential the gateway did not check.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum ForwardAuthorization {
+    /// As the client sent it: a route with `auth: none` (the backend may do its own auth), or
+    /// a verified token already spelled `Bearer <token>`.
+    #[default]
+    AsSent,
+    /// Anonymous on an `optional` route: no `Authorization` header at all.
+    Remove,
+    /// A verified token whose scheme the client spelled otherwise (`bearer …`): `Bearer <token>`.
+    Bearer(String),
+}
+
+impl ForwardAuthorization {
+    /// Applies the decision to the upstream request (called for every attempt).
+    pub fn apply(&self, req: &mut RequestHeader) -> pingora_error::Result<()> {
+        match self {
+            ForwardAuthorization::AsSent => {}
+            ForwardAuthorization::Remove => {
+                req.remove_header(&AUTHORIZATION);
+            }
+            ForwardAuthorization::Bearer(value) => {
+                req.insert_header(AUTHORIZATION, value.as_str())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One config's authentication settings, its token cache and the (shared) JWKS.
@@ -101,7 +140,12 @@ impl Authenticator {
         let credential = identity::bearer(headers)?;
         let Some(credential) = credential else {
             return match rule {
-                RouteAuth::Optional => Ok(Admitted::default()),
+                RouteAuth::Optional => Ok(Admitted {
+                    identity: None,
+                    // Nothing to remove today (any header is a token or a 401 above); kept so
+                    // that an anonymous request can never carry a credential upstream.
+                    authorization: ForwardAuthorization::Remove,
+                }),
                 _ => Err(AuthError::Unauthorized(AuthFailure::Missing)),
             };
         };
@@ -114,8 +158,11 @@ impl Authenticator {
             }
         }
         Ok(Admitted {
-            normalized_authorization: (!credential.canonical)
-                .then(|| format!("Bearer {}", credential.token)),
+            authorization: if credential.canonical {
+                ForwardAuthorization::AsSent
+            } else {
+                ForwardAuthorization::Bearer(format!("Bearer {}", credential.token))
+            },
             identity: Some(verified),
         })
     }
@@ -165,4 +212,160 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::testing::{config, good_claims, signer};
+
+    /// An authenticator whose JWKS is the test signer's, installed (no fetch).
+    fn authenticator() -> Authenticator {
+        let a = Authenticator::new(&config(), None, Arc::new(Metrics::new())).unwrap();
+        a.jwks
+            .install(jwks::KeySet::parse(signer().jwks.as_bytes()).unwrap());
+        a
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, http::HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    /// What admission decided, in a form a table can spell: the upstream `Authorization`
+    /// and whether the request is identified, or the rejection's reason label.
+    async fn decide(
+        a: &Authenticator,
+        rule: &RouteAuth,
+        values: &[&[u8]],
+    ) -> Result<(ForwardAuthorization, bool), &'static str> {
+        a.admit(&headers(values), rule)
+            .await
+            .map(|ok| (ok.authorization, ok.identity.is_some()))
+            .map_err(|e| e.reason())
+    }
+
+    #[tokio::test]
+    async fn authorization_is_all_or_nothing() {
+        let a = authenticator();
+        let t = unix_now();
+        let mut claims = good_claims();
+        claims["iat"] = json!(t);
+        claims["nbf"] = json!(t);
+        claims["exp"] = json!(t + 300);
+        let token = signer().sign(&claims);
+        let bearer = format!("Bearer {token}");
+        let lower = format!("bearer {token}");
+        let tab = format!("Bearer\t{token}");
+        let two_spaces = format!("Bearer  {token}");
+        let non_ascii = format!("Bearer {token}\u{e9}");
+        let required = RouteAuth::Required {
+            roles: vec![],
+            scopes: vec![],
+        };
+        use ForwardAuthorization::{AsSent, Bearer, Remove};
+        let anonymous = |f| Ok((f, false));
+        let identified = |f| Ok((f, true));
+        let normalised = Bearer(bearer.clone());
+        // (credential(s), on `optional`, on `required`)
+        let table: Vec<(Vec<&[u8]>, _, _)> = vec![
+            (vec![], anonymous(Remove), Err("missing")),
+            (
+                vec![bearer.as_bytes()],
+                identified(AsSent),
+                identified(AsSent),
+            ),
+            (
+                vec![lower.as_bytes()],
+                identified(normalised.clone()),
+                identified(normalised),
+            ),
+            (
+                vec![tab.as_bytes()],
+                Err("malformed_credential"),
+                Err("malformed_credential"),
+            ),
+            (
+                vec![two_spaces.as_bytes()],
+                Err("malformed_credential"),
+                Err("malformed_credential"),
+            ),
+            (
+                vec![non_ascii.as_bytes()],
+                Err("malformed_credential"),
+                Err("malformed_credential"),
+            ),
+            (
+                vec![b"Bearer "],
+                Err("malformed_credential"),
+                Err("malformed_credential"),
+            ),
+            (
+                vec![b"Basic dXNlcjpwYXNz"],
+                Err("unsupported_scheme"),
+                Err("unsupported_scheme"),
+            ),
+            (
+                vec![bearer.as_bytes(), bearer.as_bytes()],
+                Err("invalid_request"),
+                Err("invalid_request"),
+            ),
+        ];
+        for (values, optional, on_required) in table {
+            let what = values
+                .iter()
+                .map(|v| {
+                    String::from_utf8_lossy(v)
+                        .chars()
+                        .take(12)
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>();
+            assert_eq!(
+                decide(&a, &RouteAuth::Optional, &values).await,
+                optional,
+                "optional {what:?}"
+            );
+            assert_eq!(
+                decide(&a, &required, &values).await,
+                on_required,
+                "required {what:?}"
+            );
+            // `auth: none` looks at nothing and leaves the header as sent.
+            assert_eq!(
+                decide(&a, &RouteAuth::None, &values).await,
+                anonymous(AsSent),
+                "none {what:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_upstream_gets_the_verified_token_or_nothing() {
+        let req = || {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            r.insert_header(AUTHORIZATION, "bearer abc").unwrap();
+            r
+        };
+        let after = |f: ForwardAuthorization| {
+            let mut r = req();
+            f.apply(&mut r).unwrap();
+            r.headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(ForwardAuthorization::AsSent), ["bearer abc"]);
+        assert_eq!(after(ForwardAuthorization::Remove), Vec::<String>::new());
+        assert_eq!(
+            after(ForwardAuthorization::Bearer("Bearer abc".into())),
+            ["Bearer abc"]
+        );
+    }
 }

@@ -95,8 +95,8 @@ pub struct RequestCtx {
     fell_back: bool,
     /// The verified token, when the route checked one and the request carried one.
     identity: Option<Arc<Verified>>,
-    /// `Bearer <token>` when the client spelled the scheme differently.
-    authorization: Option<String>,
+    /// What the upstream's `Authorization` header becomes (auth routes: verified or absent).
+    authorization: auth::ForwardAuthorization,
     /// `RateLimit-Policy` / `RateLimit` for the response, when the route has policies.
     rate_limit: Option<ratelimit::Fields>,
     /// An error decided by a phase (e.g. no target available) for `fail_to_proxy` to answer.
@@ -132,7 +132,7 @@ impl ProxyHttp for Proxy {
             response_started: false,
             fell_back: false,
             identity: None,
-            authorization: None,
+            authorization: auth::ForwardAuthorization::AsSent,
             rate_limit: None,
             failure: None,
             path: None,
@@ -369,9 +369,7 @@ impl ProxyHttp for Proxy {
                 req.insert_header(name.clone(), value.clone())?;
             }
         }
-        if let Some(a) = &ctx.authorization {
-            req.insert_header(header::AUTHORIZATION, a.as_str())?;
-        }
+        ctx.authorization.apply(req)?;
         Ok(())
     }
 
@@ -688,7 +686,7 @@ async fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), Gat
     trace_auth(&ctx.trace, &admitted);
     let admitted = admitted.map_err(GatewayError::Auth)?;
     ctx.identity = admitted.identity;
-    ctx.authorization = admitted.normalized_authorization;
+    ctx.authorization = admitted.authorization;
     Ok(())
 }
 

@@ -211,12 +211,7 @@ impl GatewayError {
     pub fn extra_headers(&self) -> Vec<(&'static str, Cow<'static, str>)> {
         let fixed = |v: &'static str| vec![("www-authenticate", Cow::Borrowed(v))];
         match self {
-            GatewayError::Auth(AuthError::Unauthorized(
-                crate::auth::verify::AuthFailure::Missing,
-            )) => fixed("Bearer realm=\"gateway\""),
-            GatewayError::Auth(AuthError::Unauthorized(_)) => {
-                fixed("Bearer error=\"invalid_token\"")
-            }
+            GatewayError::Auth(AuthError::Unauthorized(f)) => fixed(f.challenge()),
             GatewayError::Auth(AuthError::Forbidden) => {
                 fixed("Bearer error=\"insufficient_scope\"")
             }

@@ -368,21 +368,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AuthConfig {
-        AuthConfig {
-            issuer: "i".into(),
-            audiences: vec!["a".into()],
-            jwks_url: "http://127.0.0.1:1/jwks".into(),
-            algorithms: vec![Algorithm::RS256],
-            leeway: Duration::ZERO,
-            claims_to_headers: vec![],
-            jwks_refresh_interval: Duration::from_secs(300),
-            jwks_min_refresh_interval: Duration::from_secs(10),
-            jwks_unknown_kid_cooldown: Duration::from_secs(10),
-            jwks_timeout: Duration::from_secs(5),
-            max_token_bytes: 8192,
-            token_cache_size: 100,
-            kept_claims: Vec::new(),
-        }
+        crate::auth::testing::config()
     }
 
     #[test]

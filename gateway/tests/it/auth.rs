@@ -206,6 +206,11 @@ async fn call(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    answer(req).await
+}
+
+/// Sends `req`: the status, the headers and the body (as JSON when it is).
+async fn answer(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let h = resp.headers().clone();
@@ -215,6 +220,26 @@ async fn call(
         h,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// A 401 problem+json with this challenge and the request's id.
+fn assert_unauthorized(
+    what: &str,
+    (status, h, v): (u16, &reqwest::header::HeaderMap, &Value),
+    challenge: &str,
+) {
+    assert_eq!(status, 401, "{what}: {v}");
+    assert_eq!(h["www-authenticate"], challenge, "{what}");
+    assert_eq!(h["content-type"], "application/problem+json", "{what}");
+    assert_eq!(
+        v["type"], "urn:problem-type:gateway:invalid-token",
+        "{what}"
+    );
+    assert_eq!(
+        v["request_id"],
+        h["x-request-id"].to_str().unwrap(),
+        "{what}"
+    );
 }
 
 #[tokio::test]
@@ -306,6 +331,15 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
         ),
         ("missing aud", sign(&rsa, &with(json!({ "aud": null })))),
         ("missing exp", sign(&rsa, &with(json!({ "exp": null })))),
+        (
+            "iss an array naming our issuer",
+            sign(&rsa, &with(json!({ "iss": ["https://evil", ISSUER] }))),
+        ),
+        ("sub a number", sign(&rsa, &with(json!({ "sub": 42 })))),
+        (
+            "jti an object",
+            sign(&rsa, &with(json!({ "jti": { "id": 1 } }))),
+        ),
         ("alg none", alg_none),
         ("HS256 signed with the public key", hs256_with_public_key),
         ("unknown kid", sign(&stranger, &good_claims())),
@@ -353,21 +387,7 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
             &[("authorization", &format!("Bearer {token}"))],
         )
         .await;
-        assert_eq!(s, 401, "{what}: {v}");
-        assert_eq!(
-            h["www-authenticate"], "Bearer error=\"invalid_token\"",
-            "{what}"
-        );
-        assert_eq!(h["content-type"], "application/problem+json", "{what}");
-        assert_eq!(
-            v["type"], "urn:problem-type:gateway:invalid-token",
-            "{what}"
-        );
-        assert_eq!(
-            v["request_id"],
-            h["x-request-id"].to_str().unwrap(),
-            "{what}"
-        );
+        assert_unauthorized(what, (s, &h, &v), "Bearer error=\"invalid_token\"");
         // On an optional route a bad token is still a 401.
         let (s, _, _) = call(
             &gw,
@@ -393,6 +413,7 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
         "not_yet_valid",
         "bad_issuer",
         "missing_claim",
+        "bad_claim_type",
         "malformed",
     ] {
         assert!(
@@ -420,6 +441,143 @@ async fn hostile_tokens_are_401_and_a_good_one_passes() {
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["type"], "urn:problem-type:gateway:invalid-request");
+}
+
+/// A GET with these `Authorization` values (raw bytes: non-ASCII and tabs included).
+async fn call_raw_authorization(
+    gw: &Gateway,
+    path: &str,
+    values: &[&[u8]],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = testkit::http_client().get(gw.url(path));
+    for v in values {
+        req = req.header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    answer(req).await
+}
+
+/// On `optional` and `required` routes an `Authorization` header is a well-formed bearer token
+/// that verifies, or a 401 that never reaches the origin; anonymous requests reach it with no
+/// `Authorization`; routes without `auth` pass the header untouched.
+#[tokio::test]
+async fn authorization_is_all_or_nothing() {
+    let rsa = rsa_key("rsa-1");
+    let jwks = JwksServer::start(vec![rsa.jwk.clone()]).await;
+    let origin = Echo::start_logging("o").await;
+    let gw = Gateway::start(&gateway_body(jwks.port, &origin.addr())).await;
+    let token = sign(&rsa, &good_claims());
+    // The forgeries of the issue: the valid token with one character made non-ASCII, or
+    // separated by a tab; then the other near-misses of the grammar.
+    let mut non_ascii = format!("Bearer {token}").into_bytes();
+    let last = non_ascii.len() - 1;
+    non_ascii.splice(last.., "\u{e9}".bytes());
+    let tab = format!("Bearer\t{token}");
+    let two_spaces = format!("Bearer  {token}");
+    let invalid_token = "Bearer error=\"invalid_token\"";
+    let no_error_code = "Bearer realm=\"gateway\"";
+    let cases: [(&str, &[u8], &str, &str); 6] = [
+        (
+            "non-ASCII",
+            &non_ascii,
+            invalid_token,
+            "malformed_credential",
+        ),
+        ("tab", tab.as_bytes(), invalid_token, "malformed_credential"),
+        (
+            "two spaces",
+            two_spaces.as_bytes(),
+            invalid_token,
+            "malformed_credential",
+        ),
+        (
+            "empty token",
+            b"Bearer ",
+            invalid_token,
+            "malformed_credential",
+        ),
+        ("no token", b"Bearer", invalid_token, "malformed_credential"),
+        (
+            "Basic",
+            b"Basic dXNlcjpwYXNz",
+            no_error_code,
+            "unsupported_scheme",
+        ),
+    ];
+    for route in ["opt", "req"] {
+        for (i, (what, value, challenge, _)) in cases.iter().enumerate() {
+            let (s, h, v) =
+                call_raw_authorization(&gw, &format!("/{route}/forged-{i}"), &[value]).await;
+            assert_unauthorized(&format!("{what} on /{route}"), (s, &h, &v), challenge);
+        }
+    }
+    let m = gw.metrics().await;
+    for route in ["optional", "required"] {
+        for (_, _, _, reason) in &cases {
+            assert!(
+                m.contains(&format!(
+                    "gateway_auth_rejections_total{{reason=\"{reason}\",route=\"{route}\"}}"
+                )),
+                "{reason} on {route} not counted:\n{m}"
+            );
+        }
+    }
+
+    // Anonymous on an optional route: the origin sees no Authorization at all; with the
+    // token, the verified one.
+    let (s, _, v) = call(&gw, "/opt/anonymous", &[]).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["headers"].get("authorization").is_none(), "{v}");
+    assert!(v["headers"].get("x-user-id").is_none(), "{v}");
+    let (s, _, v) = call_raw_authorization(
+        &gw,
+        "/opt/identified",
+        &[format!("Bearer {token}").as_bytes()],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["headers"]["authorization"], format!("Bearer {token}"));
+    assert_eq!(v["headers"]["x-user-id"], "user-42");
+
+    // Without `auth`, Authorization is the backend's business: passed untouched, whatever it is.
+    for (what, value, _, _) in &cases {
+        let (s, _, v) = call_raw_authorization(&gw, "/public/x", &[value]).await;
+        assert_eq!(s, 200, "{what} on /public: {v}");
+        assert_eq!(
+            v["headers"]["authorization"],
+            // A field value ends at its last non-blank byte (RFC 9110 §5.5).
+            String::from_utf8_lossy(value).trim_end(),
+            "{what} on /public"
+        );
+    }
+    // Two Authorization headers stay an error where they are looked at.
+    let bearer = format!("Bearer {token}");
+    let (s, _, v) =
+        call_raw_authorization(&gw, "/opt/two", &[bearer.as_bytes(), bearer.as_bytes()]).await;
+    assert_eq!(
+        (s, &v["type"]),
+        (400, &json!("urn:problem-type:gateway:invalid-request"))
+    );
+
+    // The origin saw the anonymous and identified requests, and none of the refused ones.
+    let log = eventually("the origin logged /opt/identified", WAIT, || async {
+        let log = origin.proc.stderr();
+        if log.contains("\"/opt/identified\"") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+    assert!(log.contains("\"/opt/anonymous\""), "{log}");
+    for bad in ["forged-", "/opt/two"] {
+        assert!(
+            !log.contains(bad),
+            "a refused request reached the origin:\n{log}"
+        );
+    }
 }
 
 #[tokio::test]
