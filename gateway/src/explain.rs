@@ -6,7 +6,6 @@ use std::fmt::Write;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::model::{Config, PathMatch, RouteTarget, UpstreamSpec};
-use crate::respond::GatewayError;
 use crate::routing::{self, RequestFacts, RouteTable};
 use crate::{path, request_head};
 
@@ -38,7 +37,7 @@ pub fn explain(
     let (path_only, query) = match checked {
         Ok(target) => (target.path, target.query),
         Err(e) => {
-            let status = GatewayError::BadHead(e).problem().status;
+            let status = e.status();
             let reason = http::StatusCode::from_u16(status)
                 .ok()
                 .and_then(|s| s.canonical_reason())

@@ -335,7 +335,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(testkit::fuzz_cases(4000)))]
+        #![proptest_config(testkit::proptest_config(4000))]
 
         /// The normaliser agrees with RFC 3986 §5.2.4 written out literally, refuses exactly
         /// what the rules refuse, and what it returns is already normal (a second pass leaves it

@@ -57,6 +57,16 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// The answer's status: 414 and 431 for the limits, 405 for `CONNECT`, 400 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            HeadError::TargetTooLong => 414,
+            HeadError::HeadTooLarge => 431,
+            HeadError::Connect => 405,
+            HeadError::Malformed(_) | HeadError::Target(_) | HeadError::Framing(_) => 400,
+        }
+    }
+
     /// A short, stable label for metrics (`gateway_malformed_requests_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -588,7 +598,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(testkit::fuzz_cases(4000)))]
+        #![proptest_config(testkit::proptest_config(4000))]
 
         /// Arbitrary bytes: no panic, and a head is never longer than the input.
         #[test]

@@ -84,19 +84,17 @@ impl GatewayError {
                 "The request could not be read.",
             ),
             GatewayError::BadHead(e) => {
-                let (status, slug, title) = match e {
-                    HeadError::Malformed(_) => (400, "malformed-request", "Bad request"),
-                    HeadError::Target(_) => (400, "bad-request-target", "Bad request target"),
-                    HeadError::TargetTooLong => (414, "target-too-long", "URI too long"),
+                let (slug, title) = match e {
+                    HeadError::Malformed(_) => ("malformed-request", "Bad request"),
+                    HeadError::Target(_) => ("bad-request-target", "Bad request target"),
+                    HeadError::TargetTooLong => ("target-too-long", "URI too long"),
                     HeadError::HeadTooLarge => {
-                        (431, "head-too-large", "Request header fields too large")
+                        ("head-too-large", "Request header fields too large")
                     }
-                    HeadError::Connect => (405, "method-not-allowed", "Method not allowed"),
-                    HeadError::Framing(_) => {
-                        (400, "ambiguous-framing", "Ambiguous message framing")
-                    }
+                    HeadError::Connect => ("method-not-allowed", "Method not allowed"),
+                    HeadError::Framing(_) => ("ambiguous-framing", "Ambiguous message framing"),
                 };
-                p(status, slug, title, &e.to_string())
+                p(e.status(), slug, title, &e.to_string())
             }
             GatewayError::NoTargetAvailable { .. } => p(
                 503,

@@ -72,6 +72,15 @@ pub fn fuzz_cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// The proptest config of a property test: [`fuzz_cases`] cases, and no
+/// `*.proptest-regressions` files (a finding becomes a named regression test instead).
+pub fn proptest_config(default: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::with_cases(fuzz_cases(default))
+    }
+}
+
 /// `der` as PEM with the given label (`PRIVATE KEY` for PKCS#8), 64 characters a line.
 pub fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;

@@ -260,7 +260,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(crate::auth::testing::fuzz_cases(100_000))]
+        #![proptest_config(testkit::proptest_config(100_000))]
 
         /// Any bytes: no panic, and a token exactly when the grammar says so.
         #[test]

@@ -21,20 +21,6 @@ pub const ISSUER: &str = "https://issuer.test";
 pub const NOW: u64 = 1_800_000_000;
 pub const KID: &str = "k1";
 
-/// `PROPTEST_CASES`, else `default`. No `*.proptest-regressions` files are written: a finding
-/// becomes a named regression test (docs/fuzzing.md).
-pub fn fuzz_cases(default: u32) -> proptest::test_runner::Config {
-    proptest::test_runner::Config {
-        failure_persistence: None,
-        ..proptest::test_runner::Config::with_cases(
-            std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default),
-        )
-    }
-}
-
 pub fn config() -> AuthConfig {
     AuthConfig {
         issuer: ISSUER.into(),

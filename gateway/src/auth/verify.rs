@@ -388,9 +388,7 @@ mod tests {
 
     use super::*;
     use crate::auth::identity::parse_bearer;
-    use crate::auth::testing::{
-        ISSUER, KID, NOW, b64_json, config, fuzz_cases, good_claims, signer,
-    };
+    use crate::auth::testing::{ISSUER, KID, NOW, b64_json, config, good_claims, signer};
 
     /// `good_claims()` with `patch` applied; a `"<absent>"` value removes the claim.
     fn with(patch: Value) -> Value {
@@ -734,7 +732,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(fuzz_cases(10_000))]
+        #![proptest_config(testkit::proptest_config(10_000))]
 
         /// Mutated copies of a validly signed token: never a panic, never accepted unless the
         /// bytes are the original's (no part of a token is ignored).
@@ -763,7 +761,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(fuzz_cases(1_000))]
+        #![proptest_config(testkit::proptest_config(1_000))]
 
         /// Validly signed claim sets with hostile claim values: accepted exactly when the
         /// claim rules say so, never a panic.
