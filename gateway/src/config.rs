@@ -45,6 +45,7 @@ mod routes;
 mod upstreams;
 pub mod yaml;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -122,17 +123,34 @@ pub struct Loaded {
     pub hash: String,
 }
 
-/// Reads and validates a config file.
+/// What loading checks beyond the file's own content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checks {
+    /// Also what `run` needs of this machine: every target name resolves (through
+    /// [`crate::upstream::resolve`], the lookup `run` does) and the access-log file opens for
+    /// appending (through [`crate::observability::access_log::open_file`], which creates it when
+    /// missing, as `run` would). `gateway run`, a reload and `gateway validate` check this.
+    Host,
+    /// The file alone: for a file meant for another machine or network (`gateway validate
+    /// --offline`), for `gateway explain`, and for tests and fuzzing (no DNS, no files).
+    FileOnly,
+}
+
+/// The most problems one load lists; the rest are counted ([`Problem::MoreProblems`]). A
+/// file with thousands of broken entries must not make thousands of lines (and their memory).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Reads and validates a config file, with [`Checks::Host`]: what `run` and a reload use.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
+    load_file_with(path, Checks::Host)
+}
+
+/// Reads (at most [`yaml::MAX_FILE_BYTES`]) and validates a config file.
+pub fn load_file_with(path: &Path, checks: Checks) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        LoadError::whole_file(
-            &name,
-            Pos { line: 1, col: 1 },
-            Problem::Unreadable(e.to_string()),
-        )
-    })?;
-    let config = load_str(&name, &source)?;
+    let source = read_bounded(path)
+        .map_err(|reason| LoadError::whole_file(&name, Pos { line: 1, col: 1 }, reason))?;
+    let config = load(&name, &source, checks)?;
     let hash = format!("sha256:{:x}", Sha256::digest(source.as_bytes()));
     Ok(Loaded {
         config,
@@ -142,21 +160,54 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// Validates config text; `file` is only used in error messages.
+/// The file's text; never reads more than one byte past [`yaml::MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> Result<String, Problem> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| Problem::Unreadable(e.to_string());
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(Problem::FileTooLarge {
+            bytes: usize::try_from(size).unwrap_or(usize::MAX),
+            max: yaml::MAX_FILE_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| Problem::Unreadable("the file is not UTF-8 text".into()))
+}
+
+/// Validates config text with [`Checks::FileOnly`]; `file` is only used in error messages.
 pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
+    load(file, source, Checks::FileOnly)
+}
+
+fn load(file: &str, source: &str, checks: Checks) -> Result<Config, LoadError> {
     let (value, positions) = yaml::parse(source)
-        .map_err(|e| LoadError::whole_file(file, e.pos, Problem::Yaml(e.message)))?;
+        .map_err(|e| LoadError::whole_file(file, e.pos, e.reason))?;
     let mut v = Validator {
         positions: &positions,
+        checks,
         errors: Vec::new(),
+        dropped: None,
+        resolved: HashMap::new(),
     };
     let config = v.config(value);
     match config {
-        Some(config) if v.errors.is_empty() => Ok(config),
+        Some(config) if v.count() == 0 => Ok(config),
         _ => {
             let mut errors = v.errors;
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
             errors.dedup();
+            if let Some((pos, more)) = v.dropped {
+                errors.push(FieldError {
+                    pos,
+                    path: String::new(),
+                    reason: Problem::MoreProblems(more),
+                });
+            }
             Err(LoadError {
                 file: file.to_string(),
                 errors,
@@ -170,16 +221,57 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
 /// recorded here, not returned).
 struct Validator<'a> {
     positions: &'a Positions,
+    checks: Checks,
+    /// At most [`MAX_PROBLEMS`].
     errors: Vec<FieldError>,
+    /// Past [`MAX_PROBLEMS`]: where the first one left out is, and how many were.
+    dropped: Option<(Pos, usize)>,
+    /// Target names looked up so far (each once per load), with the lookup's outcome.
+    resolved: HashMap<String, Result<(), String>>,
 }
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, reason: Problem) {
-        self.errors.push(FieldError {
-            pos: self.positions.of(path),
+        let pos = self.positions.of(path);
+        self.push(FieldError {
+            pos,
             path: path.to_string(),
             reason,
         });
+    }
+
+    fn push(&mut self, e: FieldError) {
+        if self.errors.len() < MAX_PROBLEMS {
+            self.errors.push(e);
+        } else {
+            let (_, more) = self.dropped.get_or_insert((e.pos, 0));
+            *more += 1;
+        }
+    }
+
+    /// Whether `got` is in its documented `range`; records [`Problem::OutOfRange`] at `path`
+    /// when it is not. Every number and duration of the file goes through here.
+    fn within<T>(&mut self, path: &str, got: T, range: defaults::Range<T>) -> bool
+    where
+        T: PartialOrd + Copy + Into<problem::Quantity>,
+    {
+        if range.contains(got) {
+            return true;
+        }
+        self.err(
+            path,
+            Problem::OutOfRange {
+                min: range.min.into(),
+                max: range.max.into(),
+                got: got.into(),
+            },
+        );
+        false
+    }
+
+    /// Problems found so far, listed or not: a section compares it before and after its checks.
+    fn count(&self) -> usize {
+        self.errors.len() + self.dropped.map_or(0, |(_, n)| n)
     }
 
     /// Deserialises one section; on failure records the error at the innermost path serde
@@ -204,7 +296,7 @@ impl Validator<'_> {
                     }
                     None => self.positions.of(&full),
                 };
-                self.errors.push(FieldError {
+                self.push(FieldError {
                     pos,
                     path: full,
                     reason: Problem::Decode(tidy(&message)),
@@ -272,6 +364,20 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The names a "did you mean" message lists: the first [`MAX_KNOWN_NAMES`] and `...` (a file
+/// with thousands of names must not copy them all into every error).
+fn some_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut names = names.into_iter();
+    let mut out: Vec<String> = names.by_ref().take(MAX_KNOWN_NAMES).cloned().collect();
+    if names.next().is_some() {
+        out.push("...".to_string());
+    }
+    out
+}
+
+/// See [`some_names`].
+const MAX_KNOWN_NAMES: usize = 20;
+
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next()
@@ -307,6 +413,18 @@ mod tests {
         e.errors.into_iter().map(|e| (e.path, e.reason)).collect()
     }
 
+    /// The problem of `got` outside `range`.
+    pub(super) fn out_of_range<T: Into<problem::Quantity>>(
+        range: defaults::Range<T>,
+        got: T,
+    ) -> Problem {
+        Problem::OutOfRange {
+            min: range.min.into(),
+            max: range.max.into(),
+            got: got.into(),
+        }
+    }
+
     /// `[(path, problem)]` in the shape [`problems`] returns.
     pub(super) fn at<const N: usize>(expected: [(&str, Problem); N]) -> Vec<(String, Problem)> {
         expected
@@ -335,14 +453,14 @@ mod tests {
                 FieldError {
                     pos: Pos { line: 3, col: 7 },
                     path: "server.threads".into(),
-                    reason: Problem::AtLeast(1),
+                    reason: out_of_range(defaults::SERVER_THREADS_RANGE, 0),
                 },
             ],
         };
         assert_eq!(
             e.to_string(),
             "gw.yaml:1:1: no routes: add at least one route (see config/gateway.yaml)\n\
-             gw.yaml:3:7: server.threads: must be at least 1"
+             gw.yaml:3:7: server.threads: must be between 1 and 1024, got 0"
         );
     }
 

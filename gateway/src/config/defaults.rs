@@ -8,8 +8,13 @@
 //! `sticky_by`, `strip_prefix`, ...) is off when left out, and a left-out list or map is empty
 //! (`trusted_proxies`, `claims_to_headers`, a route's `rate_limit`, ...).
 //!
-//! Bounds (`retries.attempts` at most 10, `health_check.interval` at least 100ms, ...) are not
-//! defaults: they sit next to the check that enforces them.
+//! Every number and duration of the file also has a [`Range`] here, next to its default (the
+//! `_RANGE` items), which validation enforces with one helper. A range is what real use needs
+//! (durations up to hours or days, counts well above any real deployment), and no more: nothing
+//! inside it can overflow a timer (an `Instant` plus a duration), a counter or an allocation sized
+//! by it. `docs/configuration.md` lists the same ranges (a test compares them). Bounds that relate
+//! two fields (`health_check.timeout` at most its `interval`, `max_backoff` at least `backoff`, a
+//! policy's rate and refill time) sit next to the check that enforces them.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -20,6 +25,31 @@ use super::model::{
     StatusSet,
 };
 
+/// The values a number or a duration of the file may take: `min` to `max`, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range<T> {
+    pub min: T,
+    pub max: T,
+}
+
+impl<T: PartialOrd + Copy> Range<T> {
+    pub const fn new(min: T, max: T) -> Self {
+        Range { min, max }
+    }
+
+    pub fn contains(&self, v: T) -> bool {
+        self.min <= v && v <= self.max
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// As `humantime` counts it (`1y`, `1year`): 365.25 days.
+const YEAR: Duration = Duration::from_secs(31_557_600);
+
 // ---- listeners and server -------------------------------------------------------------------
 
 /// `listen`.
@@ -28,36 +58,51 @@ pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPEC
 pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
 /// `server.drain_timeout`.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DRAIN_TIMEOUT_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `server.reload_debounce`.
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+pub const RELOAD_DEBOUNCE_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `server.upstream_keepalive_pool`.
 pub const UPSTREAM_KEEPALIVE_POOL: usize = 128;
+/// Per worker thread (pingora sizes its pool as this times `threads`, up front).
+pub const UPSTREAM_KEEPALIVE_POOL_RANGE: Range<usize> = Range::new(0, 1024);
 /// `path_normalization.encoded_slashes`.
 pub const ENCODED_SLASHES: EncodedSlashes = EncodedSlashes::Reject;
 
-/// `server.threads`: the number of CPUs (1 where that is unknown).
+/// `server.threads`: the number of CPUs (1 where that is unknown), within the range.
 pub fn server_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+        .min(SERVER_THREADS_RANGE.max)
 }
+pub const SERVER_THREADS_RANGE: Range<usize> = Range::new(1, 1024);
 
 // ---- auth -----------------------------------------------------------------------------------
 
 /// `auth.leeway`.
 pub const AUTH_LEEWAY: Duration = Duration::from_secs(30);
+pub const AUTH_LEEWAY_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `auth.jwks_refresh_interval`.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+pub const JWKS_REFRESH_INTERVAL_RANGE: Range<Duration> = Range::new(SECOND, DAY);
 /// `auth.jwks_min_refresh_interval`.
 pub const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+pub const JWKS_MIN_REFRESH_INTERVAL_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `auth.jwks_unknown_kid_cooldown`.
 pub const JWKS_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(10);
+pub const JWKS_UNKNOWN_KID_COOLDOWN_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `auth.jwks_timeout`.
 pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Not 0: a fetch that may take no time never succeeds, and every token route would answer 503.
+pub const JWKS_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `auth.max_token_bytes`.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES_RANGE: Range<usize> = Range::new(256, 64 * 1024);
 /// `auth.token_cache_size`.
 pub const TOKEN_CACHE_SIZE: usize = 10_000;
+/// 0 keeps one entry (the cache's least).
+pub const TOKEN_CACHE_SIZE_RANGE: Range<usize> = Range::new(0, 1_000_000);
 /// `routes[].auth`.
 pub const ROUTE_AUTH: RouteAuth = RouteAuth::None;
 
@@ -67,47 +112,71 @@ pub const ROUTE_AUTH: RouteAuth = RouteAuth::None;
 pub const LOAD_BALANCING: LoadBalancing = LoadBalancing::RoundRobin;
 /// `upstreams.NAME.timeouts.connect`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CONNECT_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `upstreams.NAME.timeouts.response`.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const RESPONSE_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.timeouts.idle`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IDLE_TIMEOUT_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `upstreams.NAME.retries.attempts`.
 pub const RETRY_ATTEMPTS: u32 = 1;
+/// More retries per request multiply an outage instead of riding it out.
+pub const RETRY_ATTEMPTS_RANGE: Range<u32> = Range::new(0, 10);
 /// `upstreams.NAME.retries.backoff`.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+pub const RETRY_BACKOFF_RANGE: Range<Duration> = Range::new(Duration::ZERO, MINUTE);
 /// `upstreams.NAME.retries.max_backoff`.
 pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
+pub const RETRY_MAX_BACKOFF_RANGE: Range<Duration> = Range::new(Duration::ZERO, Duration::from_secs(600));
 /// `upstreams.NAME.retries.budget.ratio`.
 pub const RETRY_BUDGET_RATIO: f64 = 0.2;
 /// `upstreams.NAME.retries.budget.min_retries_per_second`.
 pub const RETRY_BUDGET_MIN_RETRIES_PER_SECOND: u32 = 10;
+pub const RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE: Range<u32> = Range::new(0, 100_000);
 /// `upstreams.NAME.retries.budget.window`.
 pub const RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+pub const RETRY_BUDGET_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 /// `upstreams.NAME.health_check.interval`.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Checks more often than 100ms would be load, not monitoring.
+pub const HEALTH_INTERVAL_RANGE: Range<Duration> = Range::new(Duration::from_millis(100), DAY);
 /// `upstreams.NAME.health_check.timeout`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Also at most the `interval`.
+pub const HEALTH_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.health_check.healthy_threshold`.
 pub const HEALTHY_THRESHOLD: u32 = 2;
+pub const HEALTHY_THRESHOLD_RANGE: Range<u32> = Range::new(1, 10_000);
 /// `upstreams.NAME.health_check.unhealthy_threshold`.
 pub const UNHEALTHY_THRESHOLD: u32 = 3;
+pub const UNHEALTHY_THRESHOLD_RANGE: Range<u32> = Range::new(1, 10_000);
 /// `upstreams.NAME.circuit_breaker.enabled`: every target has a breaker unless switched off.
 pub const BREAKER_ENABLED: bool = true;
 /// `upstreams.NAME.circuit_breaker.failure_ratio`.
 pub const BREAKER_FAILURE_RATIO: f64 = 0.5;
 /// `upstreams.NAME.circuit_breaker.min_requests`.
 pub const BREAKER_MIN_REQUESTS: u32 = 20;
+pub const BREAKER_MIN_REQUESTS_RANGE: Range<u32> = Range::new(1, 1_000_000);
 /// `upstreams.NAME.circuit_breaker.window`.
 pub const BREAKER_WINDOW: Duration = Duration::from_secs(10);
+pub const BREAKER_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 /// `upstreams.NAME.circuit_breaker.open_for`.
 pub const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+pub const BREAKER_OPEN_FOR_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.circuit_breaker.half_open_requests`.
 pub const BREAKER_HALF_OPEN_REQUESTS: u32 = 3;
+pub const BREAKER_HALF_OPEN_REQUESTS_RANGE: Range<u32> = Range::new(1, 1000);
+/// `upstreams.NAME.circuit_breaker.max_open_for` (also at least `open_for`).
+pub const BREAKER_MAX_OPEN_FOR_RANGE: Range<Duration> = Range::new(MS, DAY);
 
 /// `upstreams.NAME.circuit_breaker.max_open_for`: 8 doublings' worth of the configured
-/// `open_for`.
+/// `open_for`, within its range (and never below `open_for`).
 pub fn breaker_max_open_for(open_for: Duration) -> Duration {
-    open_for.saturating_mul(8)
+    open_for
+        .saturating_mul(8)
+        .min(BREAKER_MAX_OPEN_FOR_RANGE.max)
+        .max(open_for)
 }
 
 /// `upstreams.NAME.circuit_breaker.failure_statuses`: `[5xx]`.
@@ -121,8 +190,10 @@ pub fn breaker_failure_statuses() -> StatusSet {
 pub const RATE_LIMIT_STORE: RateLimitStore = RateLimitStore::Memory;
 /// `rate_limits.redis_pool_size`.
 pub const REDIS_POOL_SIZE: usize = 4;
+pub const REDIS_POOL_SIZE_RANGE: Range<usize> = Range::new(1, 256);
 /// `rate_limits.store_timeout`.
 pub const RATE_LIMIT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+pub const RATE_LIMIT_STORE_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, MINUTE);
 /// `rate_limits.on_store_error`.
 pub const ON_STORE_ERROR: OnStoreError = OnStoreError::Local;
 /// `rate_limits.headers`.
@@ -132,6 +203,21 @@ pub const RATE_LIMIT_HEADERS: bool = true;
 pub const fn rate_limit_burst(limit: u32) -> u32 {
     limit
 }
+/// `rate_limits.policies.NAME.limit` (no default). Also: at most 1,000,000 per second.
+pub const RATE_LIMIT_LIMIT_RANGE: Range<u32> = Range::new(1, 1_000_000_000);
+/// `rate_limits.policies.NAME.per` (no default).
+pub const RATE_LIMIT_PER_RANGE: Range<Duration> = Range::new(MS, YEAR);
+/// `rate_limits.policies.NAME.burst`. Also: an empty bucket refills within
+/// [`RATE_LIMIT_MAX_REFILL`].
+pub const RATE_LIMIT_BURST_RANGE: Range<u32> = Range::new(1, 1_000_000_000);
+/// The longest time an empty bucket takes to refill (`burst × per / limit`): the limiters
+/// count it in nanoseconds (u64, 584 years).
+pub const RATE_LIMIT_MAX_REFILL: Duration = YEAR;
+
+// ---- routes ---------------------------------------------------------------------------------
+
+/// `routes[].split[].weight` (no default): relative, 0 never picked.
+pub const SPLIT_WEIGHT_RANGE: Range<u32> = Range::new(0, 1_000_000);
 
 // ---- observability --------------------------------------------------------------------------
 
@@ -143,14 +229,18 @@ pub const ACCESS_LOG_OUTPUT: AccessLogOutput = AccessLogOutput::Stdout;
 pub const ACCESS_LOG_SAMPLE_SUCCESSFUL: f64 = 1.0;
 /// `observability.access_log.buffer` (also what `access_log: json` buffers).
 pub const ACCESS_LOG_BUFFER: usize = 8192;
+/// The writer's queue is allocated at this size up front.
+pub const ACCESS_LOG_BUFFER_RANGE: Range<usize> = Range::new(1, 1_000_000);
 /// `observability.otlp.protocol`.
 pub const OTLP_PROTOCOL: OtlpProtocol = OtlpProtocol::Grpc;
 /// `observability.otlp.sample_ratio`.
 pub const OTLP_SAMPLE_RATIO: f64 = 1.0;
 /// `observability.otlp.timeout`.
 pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OTLP_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `observability.otlp.queue_size`.
 pub const OTLP_QUEUE_SIZE: usize = 4096;
+pub const OTLP_QUEUE_SIZE_RANGE: Range<usize> = Range::new(1, 1_000_000);
 
 #[cfg(test)]
 mod tests {
