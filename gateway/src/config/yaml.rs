@@ -36,7 +36,7 @@ pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 pub const MAX_DEPTH: usize = 64;
 /// The longest mapping key, in bytes (keys are field names, upstream, policy, claim and header
 /// names).
-pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_KEY_BYTES: usize = 256;
 
 /// A position in the source file: 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -482,5 +482,135 @@ mod tests {
         assert_eq!(v["d"], 1.5);
         assert!(v["e"].is_null());
         assert_eq!(v["f"], "5s");
+    }
+
+    /// Block sequences nested `depth` deep (`- - - x`), the shape that overflowed the
+    /// reloader's stack (issue 16: ~4,200 levels, an 8.6 KB file).
+    fn block_nest(depth: usize) -> String {
+        format!("a:\n  {}x\n", "- ".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_anything_deep_is_built() {
+        // The top-level mapping is level 1; `a:`'s list level 2; so MAX_DEPTH - 1 lists fit.
+        assert!(parse(&block_nest(MAX_DEPTH - 1)).is_ok());
+        let e = parse(&block_nest(MAX_DEPTH)).unwrap_err();
+        assert_eq!(e.reason, Problem::TooDeep(MAX_DEPTH));
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 2,
+                col: 3 + 2 * (MAX_DEPTH - 1)
+            },
+            "the `-` that opens level MAX_DEPTH + 1"
+        );
+        // Far deeper, flow or block: the same error at the same place, at once.
+        for src in [
+            block_nest(4_200),
+            block_nest(400_000),
+            format!("a: {}{}", "[".repeat(200_000), "]".repeat(200_000)),
+            format!("a: {}", "{a: ".repeat(100_000)),
+        ] {
+            let e = parse(&src).unwrap_err();
+            assert_eq!(e.reason, Problem::TooDeep(MAX_DEPTH), "{}", &src[..20]);
+            assert!(e.pos.line <= 2, "{:?}", e.pos);
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_parsing() {
+        let big = format!("a: \"{}\"\n", "x".repeat(MAX_FILE_BYTES));
+        let e = parse(&big).unwrap_err();
+        assert_eq!(e.pos, Pos { line: 1, col: 1 });
+        assert_eq!(
+            e.reason,
+            Problem::FileTooLarge {
+                bytes: big.len(),
+                max: MAX_FILE_BYTES
+            }
+        );
+        let fits = format!("a: \"{}\"\n", "x".repeat(MAX_FILE_BYTES - 8));
+        assert!(parse(&fits).is_ok());
+    }
+
+    #[test]
+    fn aliases_are_refused_where_they_are_used() {
+        let e = parse("a: &x [1, 2]\nb: *x\n").unwrap_err();
+        assert_eq!((e.pos, e.reason), (Pos { line: 2, col: 4 }, Problem::Alias));
+        // The "billion laughs" shape fails at its first alias, having built nothing big.
+        let mut laughs = String::from("l0: &l0 [lol, lol]\n");
+        for i in 1..30 {
+            laughs.push_str(&format!("l{i}: &l{i} [*l{p}, *l{p}]\n", p = i - 1));
+        }
+        let e = parse(&laughs).unwrap_err();
+        assert_eq!((e.pos.line, e.reason), (2, Problem::Alias));
+        // An anchor alone is harmless and ignored.
+        let (v, _) = parse("a: &x 1\n").unwrap();
+        assert_eq!(v["a"], 1);
+    }
+
+    #[test]
+    fn keys_are_bounded_and_must_be_scalars() {
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let e = parse(&format!("a:\n  \"{long}\": 1\n")).unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 3 });
+        assert_eq!(
+            e.reason,
+            Problem::KeyTooLong {
+                bytes: MAX_KEY_BYTES + 1,
+                max: MAX_KEY_BYTES
+            }
+        );
+        assert!(parse(&format!("{}: 1\n", "k".repeat(MAX_KEY_BYTES))).is_ok());
+        for src in ["? [a]\n: 1\n", "? {a: 1}\n: 1\n", "~: 1\n"] {
+            let e = parse(src).unwrap_err();
+            assert_eq!(
+                e.reason,
+                Problem::Yaml("mapping keys must be plain scalars".into()),
+                "{src:?}"
+            );
+        }
+    }
+
+    /// Memory used to grow with depth × path length per node: a long key above many small
+    /// values made every value's path that long. Now a node holds its own segment only.
+    #[test]
+    fn positions_stay_linear_in_the_file() {
+        let key = "k".repeat(MAX_KEY_BYTES);
+        let mut src = String::new();
+        let mut indent = 0;
+        for _ in 0..(MAX_DEPTH - 2) {
+            src.push_str(&format!("{}{key}:\n", " ".repeat(indent)));
+            indent += 1;
+        }
+        src.push_str(&format!("{}leaf: [", " ".repeat(indent)));
+        let items = (MAX_FILE_BYTES - src.len()) / 3;
+        src.push_str(&"1, ".repeat(items - 1));
+        src.push_str("1]\n");
+        let (_, pos) = parse(&src).unwrap();
+        assert!(pos.nodes.len() > 300_000);
+        let stored: usize = pos
+            .nodes
+            .iter()
+            .map(|n| match &n.segment {
+                Segment::Key(k) => k.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(stored <= src.len(), "{stored} bytes of keys for a {} byte file", src.len());
+        let deep = format!("{}.leaf[7]", vec![key.as_str(); MAX_DEPTH - 2].join("."));
+        assert_eq!(pos.of(&deep).line, MAX_DEPTH - 1);
+    }
+
+    #[test]
+    fn a_path_is_found_only_by_its_exact_spelling() {
+        let (_, pos) = parse("a.b: 1\na:\n  b: 2\n  c: [x, {d: 3}]\n").unwrap();
+        // `a.b` the key (line 1) and `a` → `b` (line 3) spell the same path: the first wins,
+        // as it always did.
+        assert_eq!(pos.of("a.b"), Pos { line: 1, col: 6 });
+        assert_eq!(pos.of("a.c[1].d"), Pos { line: 4, col: 14 });
+        assert_eq!(pos.key_of("a.c[1].d"), Pos { line: 4, col: 11 });
+        assert_eq!(pos.of("a.c[2]"), Pos { line: 4, col: 6 }, "falls back to a.c");
+        assert_eq!(pos.of("zz"), Pos { line: 1, col: 1 });
     }
 }
