@@ -512,7 +512,14 @@ mod tests {
             format!("a: {}", "{a: ".repeat(100_000)),
         ] {
             let e = parse(&src).unwrap_err();
-            assert_eq!(e.reason, Problem::TooDeep(MAX_DEPTH), "{}", &src[..20]);
+            // saphyr's scanner reads flow collections ahead and stops them at 255 levels itself.
+            assert!(
+                e.reason == Problem::TooDeep(MAX_DEPTH)
+                    || e.reason == Problem::Yaml("recursion limit exceeded".into()),
+                "{}: {:?}",
+                &src[..20],
+                e.reason
+            );
             assert!(e.pos.line <= 2, "{:?}", e.pos);
         }
     }
