@@ -27,6 +27,7 @@
 //! | `config/defaults.rs` | [`defaults`]: every default, i.e. what a left-out key means |
 //! | `config/duration.rs` | [`duration`]: durations as written (`250ms`, `1m30s`) |
 //! | `config/model.rs` | [`model`]: the validated runtime model the proxy runs on |
+//! | `config/fuzz.rs` | property tests (`fuzz_*`) of the whole loader, and issue 16's findings |
 //!
 //! Each section's checks are an `impl Validator` block in its own file, with that section's unit
 //! tests at its end. A check records a [`FieldError`] (the field path and a [`Problem`]) and goes
@@ -36,6 +37,8 @@ mod auth;
 pub mod defaults;
 pub mod duration;
 pub mod file;
+#[cfg(test)]
+mod fuzz;
 mod listeners;
 pub mod model;
 mod observability;

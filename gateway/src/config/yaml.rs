@@ -282,13 +282,11 @@ pub fn parse(src: &str) -> Result<(Value, Positions), SyntaxError> {
     let mut documents = 0;
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| {
-            SyntaxError::yaml(
-                Pos {
-                    line: e.marker().line(),
-                    col: e.marker().col() + 1,
-                },
-                e.info(),
-            )
+            let at = Pos {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            };
+            SyntaxError::yaml(within(src, at), e.info())
         })?;
         let pos = pos_of(&span);
         match event {
@@ -416,6 +414,27 @@ fn finish(open: &mut [Open], root: &mut Option<Value>, value: Value) -> Result<(
         }
     }
     Ok(())
+}
+
+/// `pos`, or the end of the file when it is past it: saphyr reports an error at the end of a
+/// file without a final line break on the line after the last one.
+fn within(src: &str, pos: Pos) -> Pos {
+    let lines: Vec<&str> = src
+        .split("\r\n")
+        .flat_map(|l| l.split(['\r', '\n']))
+        .collect();
+    let Some(last) = lines.len().checked_sub(1) else {
+        return Pos { line: 1, col: 1 };
+    };
+    let line = pos.line.clamp(1, last + 1);
+    let width = lines[line - 1].chars().count() + 1;
+    if pos.line > line {
+        return Pos { line, col: width };
+    }
+    Pos {
+        line,
+        col: pos.col.clamp(1, width),
+    }
 }
 
 fn pos_of(span: &Span) -> Pos {
