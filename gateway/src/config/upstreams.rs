@@ -147,22 +147,18 @@ impl Validator<'_> {
             window: duration::or(b.window, defaults::RETRY_BUDGET_WINDOW),
         };
         let budget_path = join(path, "budget");
-        let in_range = [
-            self.within(
-                &join(&budget_path, "min_retries_per_second"),
-                budget.min_retries_per_second,
-                defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
-            ),
-            self.within(
-                &join(&budget_path, "window"),
-                budget.window,
-                defaults::RETRY_BUDGET_WINDOW_RANGE,
-            ),
-        ];
-        // The runtime type's own rules (the ratio), once the ranges hold.
-        if in_range.iter().all(|ok| *ok)
-            && let Err(e) = budget.validate()
-        {
+        self.within(
+            &join(&budget_path, "min_retries_per_second"),
+            budget.min_retries_per_second,
+            defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
+        );
+        self.within(
+            &join(&budget_path, "window"),
+            budget.window,
+            defaults::RETRY_BUDGET_WINDOW_RANGE,
+        );
+        // The runtime type's own rules (the ratio).
+        if let Err(e) = budget.validate() {
             self.refused(&budget_path, &e);
         }
         let policy = RetryPolicy {
@@ -275,38 +271,33 @@ impl Validator<'_> {
                 .half_open_requests
                 .unwrap_or(defaults::BREAKER_HALF_OPEN_REQUESTS),
         };
-        let in_range = [
-            self.within(
-                &join(path, "min_requests"),
+        for (field, v, range) in [
+            (
+                "min_requests",
                 config.min_requests,
                 defaults::BREAKER_MIN_REQUESTS_RANGE,
             ),
-            self.within(
-                &join(path, "window"),
-                config.window,
-                defaults::BREAKER_WINDOW_RANGE,
-            ),
-            self.within(
-                &join(path, "open_for"),
-                config.open_for,
-                defaults::BREAKER_OPEN_FOR_RANGE,
-            ),
-            self.within(
-                &join(path, "max_open_for"),
-                config.max_open_for,
-                defaults::BREAKER_MAX_OPEN_FOR_RANGE,
-            ),
-            self.within(
-                &join(path, "half_open_requests"),
+            (
+                "half_open_requests",
                 config.half_open_requests,
                 defaults::BREAKER_HALF_OPEN_REQUESTS_RANGE,
             ),
-        ];
-        // The runtime type's own rules (the ratio, max_open_for >= open_for), once the ranges
-        // hold.
-        if in_range.iter().all(|ok| *ok)
-            && let Err(e) = config.validate()
-        {
+        ] {
+            self.within(&join(path, field), v, range);
+        }
+        for (field, d, range) in [
+            ("window", config.window, defaults::BREAKER_WINDOW_RANGE),
+            ("open_for", config.open_for, defaults::BREAKER_OPEN_FOR_RANGE),
+            (
+                "max_open_for",
+                config.max_open_for,
+                defaults::BREAKER_MAX_OPEN_FOR_RANGE,
+            ),
+        ] {
+            self.within(&join(path, field), d, range);
+        }
+        // The runtime type's own rules (the ratio, max_open_for >= open_for).
+        if let Err(e) = config.validate() {
             self.refused(path, &e);
         }
         let failure_statuses = match c.failure_statuses {
@@ -346,8 +337,15 @@ impl Validator<'_> {
     }
 
     /// An error from a runtime type's `validate()`, which starts with its field name
-    /// (`ratio: must be ...`): reported at `path.field`.
+    /// (`ratio: must be ...`): reported at `path.field`, unless that field's range check has
+    /// already reported it.
     fn refused(&mut self, path: &str, error: &str) {
+        if let Some((field, _)) = error.split_once(": ") {
+            let at = join(path, field);
+            if self.errors.iter().any(|e| e.path == at) {
+                return;
+            }
+        }
         match error.split_once(": ") {
             Some((field, reason)) if valid_name(field) => {
                 self.err(&join(path, field), Problem::Refused(reason.to_string()))
