@@ -188,8 +188,8 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
 }
 
 fn load(file: &str, source: &str, checks: Checks) -> Result<Config, LoadError> {
-    let (value, positions) = yaml::parse(source)
-        .map_err(|e| LoadError::whole_file(file, e.pos, e.reason))?;
+    let (value, positions) =
+        yaml::parse(source).map_err(|e| LoadError::whole_file(file, e.pos, e.reason))?;
     let mut v = Validator {
         positions: &positions,
         checks,

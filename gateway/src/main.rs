@@ -92,16 +92,14 @@ fn main() -> ExitCode {
             headers,
         } => {
             // The file alone: explaining a request needs no DNS and opens no file.
-            let loaded = match gateway::config::load_file_with(
-                &config,
-                gateway::config::Checks::FileOnly,
-            ) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let loaded =
+                match gateway::config::load_file_with(&config, gateway::config::Checks::FileOnly) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                };
             let mut parsed = Vec::new();
             for h in &headers {
                 match h.split_once(':') {

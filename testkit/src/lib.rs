@@ -35,8 +35,8 @@ use std::time::Duration;
 /// handed out once per process, so two tests running side by side never get the same one.
 /// Where the range leaves no room below it, the kernel picks.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
     const SPAN: u32 = 12_000;
     static BELOW: OnceLock<Option<u32>> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -44,7 +44,10 @@ pub fn free_port() -> u16 {
         let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
         let first: u32 = range.split_whitespace().next()?.parse().ok()?;
         // Start each process at a different place, so concurrent test binaries rarely meet.
-        NEXT.store(std::process::id().wrapping_mul(7919) % SPAN, Ordering::Relaxed);
+        NEXT.store(
+            std::process::id().wrapping_mul(7919) % SPAN,
+            Ordering::Relaxed,
+        );
         first.checked_sub(SPAN).filter(|low| *low >= 1024)
     });
     if let Some(low) = low {
@@ -238,7 +241,10 @@ mod tests {
         assert_eq!(distinct.len(), ports.len());
         for port in ports {
             if first > 13_024 {
-                assert!(port < first, "{port} is in the ephemeral range from {first}");
+                assert!(
+                    port < first,
+                    "{port} is in the ephemeral range from {first}"
+                );
             }
             TcpListener::bind(("127.0.0.1", port)).unwrap();
         }

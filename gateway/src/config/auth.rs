@@ -51,10 +51,14 @@ impl Validator<'_> {
         let leeway = duration::or(a.leeway, defaults::AUTH_LEEWAY);
         let jwks_refresh_interval =
             duration::or(a.jwks_refresh_interval, defaults::JWKS_REFRESH_INTERVAL);
-        let jwks_min_refresh_interval =
-            duration::or(a.jwks_min_refresh_interval, defaults::JWKS_MIN_REFRESH_INTERVAL);
-        let jwks_unknown_kid_cooldown =
-            duration::or(a.jwks_unknown_kid_cooldown, defaults::JWKS_UNKNOWN_KID_COOLDOWN);
+        let jwks_min_refresh_interval = duration::or(
+            a.jwks_min_refresh_interval,
+            defaults::JWKS_MIN_REFRESH_INTERVAL,
+        );
+        let jwks_unknown_kid_cooldown = duration::or(
+            a.jwks_unknown_kid_cooldown,
+            defaults::JWKS_UNKNOWN_KID_COOLDOWN,
+        );
         let jwks_timeout = duration::or(a.jwks_timeout, defaults::JWKS_TIMEOUT);
         for (field, d, range) in [
             ("leeway", leeway, defaults::AUTH_LEEWAY_RANGE),

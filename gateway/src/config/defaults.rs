@@ -128,7 +128,8 @@ pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
 pub const RETRY_BACKOFF_RANGE: Range<Duration> = Range::new(Duration::ZERO, MINUTE);
 /// `upstreams.NAME.retries.max_backoff`.
 pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
-pub const RETRY_MAX_BACKOFF_RANGE: Range<Duration> = Range::new(Duration::ZERO, Duration::from_secs(600));
+pub const RETRY_MAX_BACKOFF_RANGE: Range<Duration> =
+    Range::new(Duration::ZERO, Duration::from_secs(600));
 /// `upstreams.NAME.retries.budget.ratio`.
 pub const RETRY_BUDGET_RATIO: f64 = 0.2;
 /// `upstreams.NAME.retries.budget.min_retries_per_second`.
@@ -246,6 +247,7 @@ pub const OTLP_QUEUE_SIZE_RANGE: Range<usize> = Range::new(1, 1_000_000);
 mod tests {
     use super::*;
     use crate::breaker::BreakerConfig;
+    use crate::config::problem::Quantity;
     use crate::retry_budget::BudgetConfig;
 
     /// The runtime types keep `Default` impls of their own (their tests use them): they must
@@ -271,6 +273,172 @@ mod tests {
                 window: RETRY_BUDGET_WINDOW,
             }
         );
+    }
+
+    /// Every range, as `docs/configuration.md` lists it.
+    fn ranges() -> Vec<(&'static str, Quantity, Quantity)> {
+        fn row<T: Into<Quantity>>(
+            field: &'static str,
+            r: Range<T>,
+        ) -> (&'static str, Quantity, Quantity) {
+            (field, r.min.into(), r.max.into())
+        }
+        vec![
+            row("server.threads", SERVER_THREADS_RANGE),
+            row("server.drain_timeout", DRAIN_TIMEOUT_RANGE),
+            row("server.reload_debounce", RELOAD_DEBOUNCE_RANGE),
+            row(
+                "server.upstream_keepalive_pool",
+                UPSTREAM_KEEPALIVE_POOL_RANGE,
+            ),
+            row("auth.leeway", AUTH_LEEWAY_RANGE),
+            row("auth.jwks_refresh_interval", JWKS_REFRESH_INTERVAL_RANGE),
+            row(
+                "auth.jwks_min_refresh_interval",
+                JWKS_MIN_REFRESH_INTERVAL_RANGE,
+            ),
+            row(
+                "auth.jwks_unknown_kid_cooldown",
+                JWKS_UNKNOWN_KID_COOLDOWN_RANGE,
+            ),
+            row("auth.jwks_timeout", JWKS_TIMEOUT_RANGE),
+            row("auth.max_token_bytes", MAX_TOKEN_BYTES_RANGE),
+            row("auth.token_cache_size", TOKEN_CACHE_SIZE_RANGE),
+            row("upstreams.NAME.timeouts.connect", CONNECT_TIMEOUT_RANGE),
+            row("upstreams.NAME.timeouts.response", RESPONSE_TIMEOUT_RANGE),
+            row("upstreams.NAME.timeouts.idle", IDLE_TIMEOUT_RANGE),
+            row("upstreams.NAME.retries.attempts", RETRY_ATTEMPTS_RANGE),
+            row("upstreams.NAME.retries.backoff", RETRY_BACKOFF_RANGE),
+            row(
+                "upstreams.NAME.retries.max_backoff",
+                RETRY_MAX_BACKOFF_RANGE,
+            ),
+            row(
+                "upstreams.NAME.retries.budget.min_retries_per_second",
+                RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
+            ),
+            row(
+                "upstreams.NAME.retries.budget.window",
+                RETRY_BUDGET_WINDOW_RANGE,
+            ),
+            row(
+                "upstreams.NAME.health_check.interval",
+                HEALTH_INTERVAL_RANGE,
+            ),
+            row("upstreams.NAME.health_check.timeout", HEALTH_TIMEOUT_RANGE),
+            row(
+                "upstreams.NAME.health_check.healthy_threshold",
+                HEALTHY_THRESHOLD_RANGE,
+            ),
+            row(
+                "upstreams.NAME.health_check.unhealthy_threshold",
+                UNHEALTHY_THRESHOLD_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.min_requests",
+                BREAKER_MIN_REQUESTS_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.window",
+                BREAKER_WINDOW_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.open_for",
+                BREAKER_OPEN_FOR_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.max_open_for",
+                BREAKER_MAX_OPEN_FOR_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.half_open_requests",
+                BREAKER_HALF_OPEN_REQUESTS_RANGE,
+            ),
+            row("rate_limits.redis_pool_size", REDIS_POOL_SIZE_RANGE),
+            row("rate_limits.store_timeout", RATE_LIMIT_STORE_TIMEOUT_RANGE),
+            row("rate_limits.policies.NAME.limit", RATE_LIMIT_LIMIT_RANGE),
+            row("rate_limits.policies.NAME.per", RATE_LIMIT_PER_RANGE),
+            row("rate_limits.policies.NAME.burst", RATE_LIMIT_BURST_RANGE),
+            row("routes[].split[].weight", SPLIT_WEIGHT_RANGE),
+            row("observability.access_log.buffer", ACCESS_LOG_BUFFER_RANGE),
+            row("observability.otlp.timeout", OTLP_TIMEOUT_RANGE),
+            row("observability.otlp.queue_size", OTLP_QUEUE_SIZE_RANGE),
+        ]
+    }
+
+    #[test]
+    fn the_docs_list_every_range() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let missing: Vec<String> = ranges()
+            .into_iter()
+            .map(|(field, min, max)| format!("| `{field}` | {min} | {max} |"))
+            .filter(|row| !docs.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks these rows:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_default_is_in_its_range() {
+        let d = |v: Duration, r: Range<Duration>| assert!(r.contains(v), "{v:?} {r:?}");
+        let n = |v: u64, r: Range<u64>| assert!(r.contains(v), "{v} {r:?}");
+        let u = |r: Range<usize>| Range::new(r.min as u64, r.max as u64);
+        let w = |r: Range<u32>| Range::new(u64::from(r.min), u64::from(r.max));
+        n(server_threads() as u64, u(SERVER_THREADS_RANGE));
+        d(DRAIN_TIMEOUT, DRAIN_TIMEOUT_RANGE);
+        d(RELOAD_DEBOUNCE, RELOAD_DEBOUNCE_RANGE);
+        n(
+            UPSTREAM_KEEPALIVE_POOL as u64,
+            u(UPSTREAM_KEEPALIVE_POOL_RANGE),
+        );
+        d(AUTH_LEEWAY, AUTH_LEEWAY_RANGE);
+        d(JWKS_REFRESH_INTERVAL, JWKS_REFRESH_INTERVAL_RANGE);
+        d(JWKS_MIN_REFRESH_INTERVAL, JWKS_MIN_REFRESH_INTERVAL_RANGE);
+        d(JWKS_UNKNOWN_KID_COOLDOWN, JWKS_UNKNOWN_KID_COOLDOWN_RANGE);
+        d(JWKS_TIMEOUT, JWKS_TIMEOUT_RANGE);
+        n(MAX_TOKEN_BYTES as u64, u(MAX_TOKEN_BYTES_RANGE));
+        n(TOKEN_CACHE_SIZE as u64, u(TOKEN_CACHE_SIZE_RANGE));
+        d(CONNECT_TIMEOUT, CONNECT_TIMEOUT_RANGE);
+        d(RESPONSE_TIMEOUT, RESPONSE_TIMEOUT_RANGE);
+        d(IDLE_TIMEOUT, IDLE_TIMEOUT_RANGE);
+        n(u64::from(RETRY_ATTEMPTS), w(RETRY_ATTEMPTS_RANGE));
+        d(RETRY_BACKOFF, RETRY_BACKOFF_RANGE);
+        d(RETRY_MAX_BACKOFF, RETRY_MAX_BACKOFF_RANGE);
+        n(
+            u64::from(RETRY_BUDGET_MIN_RETRIES_PER_SECOND),
+            w(RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE),
+        );
+        d(RETRY_BUDGET_WINDOW, RETRY_BUDGET_WINDOW_RANGE);
+        d(HEALTH_INTERVAL, HEALTH_INTERVAL_RANGE);
+        d(HEALTH_TIMEOUT, HEALTH_TIMEOUT_RANGE);
+        n(u64::from(HEALTHY_THRESHOLD), w(HEALTHY_THRESHOLD_RANGE));
+        n(u64::from(UNHEALTHY_THRESHOLD), w(UNHEALTHY_THRESHOLD_RANGE));
+        n(
+            u64::from(BREAKER_MIN_REQUESTS),
+            w(BREAKER_MIN_REQUESTS_RANGE),
+        );
+        d(BREAKER_WINDOW, BREAKER_WINDOW_RANGE);
+        d(BREAKER_OPEN_FOR, BREAKER_OPEN_FOR_RANGE);
+        d(
+            breaker_max_open_for(BREAKER_OPEN_FOR),
+            BREAKER_MAX_OPEN_FOR_RANGE,
+        );
+        d(
+            breaker_max_open_for(BREAKER_OPEN_FOR_RANGE.max),
+            BREAKER_MAX_OPEN_FOR_RANGE,
+        );
+        n(
+            u64::from(BREAKER_HALF_OPEN_REQUESTS),
+            w(BREAKER_HALF_OPEN_REQUESTS_RANGE),
+        );
+        n(REDIS_POOL_SIZE as u64, u(REDIS_POOL_SIZE_RANGE));
+        d(RATE_LIMIT_STORE_TIMEOUT, RATE_LIMIT_STORE_TIMEOUT_RANGE);
+        n(ACCESS_LOG_BUFFER as u64, u(ACCESS_LOG_BUFFER_RANGE));
+        d(OTLP_TIMEOUT, OTLP_TIMEOUT_RANGE);
+        n(OTLP_QUEUE_SIZE as u64, u(OTLP_QUEUE_SIZE_RANGE));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::defaults::{self, Range};
+use super::defaults;
 
 use super::model::{Config, LimitStore, RouteTarget};
 use super::yaml::{self, Pos};
@@ -47,7 +47,10 @@ fn cases(default: u32) -> ProptestConfig {
 /// `pos` is inside `src`: a line of it (or the empty line after its last line break) and a
 /// column on that line, or just past its end. YAML's line breaks are `\r\n`, `\r` and `\n`.
 fn inside(src: &str, pos: Pos) -> bool {
-    let lines: Vec<&str> = src.split("\r\n").flat_map(|l| l.split(['\r', '\n'])).collect();
+    let lines: Vec<&str> = src
+        .split("\r\n")
+        .flat_map(|l| l.split(['\r', '\n']))
+        .collect();
     pos.line >= 1
         && pos.line <= lines.len()
         && pos.col >= 1
@@ -124,7 +127,11 @@ fn in_ranges(c: &Config) -> Result<(), String> {
         )?;
         is("jwks_timeout", a.jwks_timeout, JWKS_TIMEOUT_RANGE)?;
         is("max_token_bytes", a.max_token_bytes, MAX_TOKEN_BYTES_RANGE)?;
-        is("token_cache_size", a.token_cache_size, TOKEN_CACHE_SIZE_RANGE)?;
+        is(
+            "token_cache_size",
+            a.token_cache_size,
+            TOKEN_CACHE_SIZE_RANGE,
+        )?;
     }
     for u in c.upstreams.values() {
         let t = &u.timeouts;
@@ -234,6 +241,7 @@ fn builds(c: &Config) {
             crate::ratelimit::memory::MemoryLimiter::new(p);
         }
     }
+    crate::routing::RouteTable::new(&c.routes);
 }
 
 // ---- generators ------------------------------------------------------------------------------
@@ -338,8 +346,8 @@ observability:
 
 /// Valid values for [`EVERY_NUMBER`]'s `N`s, in order (its `D`s are all valid as `1s`).
 const VALID_COUNTS: [&str; 18] = [
-    "2", "8", "1024", "100", "4", "10", "20", "5", "2", "10", "2", "3", "20", "3", "1", "9",
-    "100", "100",
+    "2", "8", "1024", "100", "4", "10", "20", "5", "2", "10", "2", "3", "20", "3", "1", "9", "100",
+    "100",
 ];
 
 /// [`EVERY_NUMBER`] with each `D` and `N` replaced, in order: by the generated value where there
@@ -357,9 +365,7 @@ fn fill(template: &str, durations: &[Option<String>], counts: &[Option<String>])
     while let Some(i) = rest.find([' ', '[']) {
         out.push_str(&rest[..=i]);
         rest = &rest[i + 1..];
-        let token_end = rest
-            .find([',', ' ', '}', '\n', ']'])
-            .unwrap_or(rest.len());
+        let token_end = rest.find([',', ' ', '}', '\n', ']']).unwrap_or(rest.len());
         match &rest[..token_end] {
             "D" => out.push_str(d.next().unwrap_or("1s")),
             "N" => out.push_str(n.next().unwrap_or("1")),
@@ -459,10 +465,7 @@ fn yaml_text() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(|v| format!("[{}]", v.join(", "))),
             prop::collection::vec(("[a-z\\PC]{1,6}", inner), 0..6).prop_map(|kv| {
-                let body: Vec<String> = kv
-                    .iter()
-                    .map(|(k, v)| format!("{k:?}: {v}"))
-                    .collect();
+                let body: Vec<String> = kv.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
                 format!("{{{}}}", body.join(", "))
             }),
         ]

@@ -87,11 +87,7 @@ impl Validator<'_> {
         };
         let timeouts_path = join(path, "timeouts");
         for (field, d, range) in [
-            (
-                "connect",
-                timeouts.connect,
-                defaults::CONNECT_TIMEOUT_RANGE,
-            ),
+            ("connect", timeouts.connect, defaults::CONNECT_TIMEOUT_RANGE),
             (
                 "response",
                 timeouts.response,
@@ -287,7 +283,11 @@ impl Validator<'_> {
         }
         for (field, d, range) in [
             ("window", config.window, defaults::BREAKER_WINDOW_RANGE),
-            ("open_for", config.open_for, defaults::BREAKER_OPEN_FOR_RANGE),
+            (
+                "open_for",
+                config.open_for,
+                defaults::BREAKER_OPEN_FOR_RANGE,
+            ),
             (
                 "max_open_for",
                 config.max_open_for,

@@ -309,9 +309,15 @@ pub fn parse(src: &str) -> Result<(Value, Positions), SyntaxError> {
             Event::Scalar(text, style, _anchor, tag) => {
                 let Some(scalar) = Scalar::parse_from_cow_and_metadata(text, style, tag.as_ref())
                 else {
-                    return Err(SyntaxError::yaml(pos, "a value that does not match its tag"));
+                    return Err(SyntaxError::yaml(
+                        pos,
+                        "a value that does not match its tag",
+                    ));
                 };
-                if let Some(Open::Mapping { key: key @ None, .. }) = open.last_mut() {
+                if let Some(Open::Mapping {
+                    key: key @ None, ..
+                }) = open.last_mut()
+                {
                     let Some(k) = scalar_key(&scalar) else {
                         return Err(SyntaxError::yaml(pos, "mapping keys must be plain scalars"));
                     };
@@ -390,7 +396,12 @@ fn enter(
             let Some((k, at)) = key else {
                 return Err(SyntaxError::yaml(pos, "mapping keys must be plain scalars"));
             };
-            (Some(*id), Segment::Key(k.as_str().into()), Some(*at), hash.clone())
+            (
+                Some(*id),
+                Segment::Key(k.as_str().into()),
+                Some(*at),
+                hash.clone(),
+            )
         }
     };
     let hash = parent_hash.child(&segment);
@@ -405,10 +416,16 @@ fn finish(open: &mut [Open], root: &mut Option<Value>, value: Value) -> Result<(
         Some(Open::List { items, .. }) => items.push(value),
         Some(Open::Mapping { entries, key, .. }) => {
             let Some((k, at)) = key.take() else {
-                return Err(SyntaxError::yaml(Pos::default(), "mapping keys must be plain scalars"));
+                return Err(SyntaxError::yaml(
+                    Pos::default(),
+                    "mapping keys must be plain scalars",
+                ));
             };
             if entries.contains_key(&k) {
-                return Err(SyntaxError::yaml(at, &format!("duplicated key in mapping: `{k}`")));
+                return Err(SyntaxError::yaml(
+                    at,
+                    &format!("duplicated key in mapping: `{k}`"),
+                ));
             }
             entries.insert(k, value);
         }
@@ -486,10 +503,7 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
         let dup = parse("a: 1\na: 2\n").unwrap_err();
-        assert!(
-            dup.reason.to_string().contains("duplicate"),
-            "{dup:?}"
-        );
+        assert!(dup.reason.to_string().contains("duplicate"), "{dup:?}");
     }
 
     #[test]
@@ -623,7 +637,11 @@ mod tests {
                 _ => 0,
             })
             .sum();
-        assert!(stored <= src.len(), "{stored} bytes of keys for a {} byte file", src.len());
+        assert!(
+            stored <= src.len(),
+            "{stored} bytes of keys for a {} byte file",
+            src.len()
+        );
         let deep = format!("{}.leaf[7]", vec![key.as_str(); MAX_DEPTH - 2].join("."));
         assert_eq!(pos.of(&deep).line, MAX_DEPTH - 1);
     }
@@ -636,7 +654,11 @@ mod tests {
         assert_eq!(pos.of("a.b"), Pos { line: 1, col: 6 });
         assert_eq!(pos.of("a.c[1].d"), Pos { line: 4, col: 14 });
         assert_eq!(pos.key_of("a.c[1].d"), Pos { line: 4, col: 11 });
-        assert_eq!(pos.of("a.c[2]"), Pos { line: 4, col: 6 }, "falls back to a.c");
+        assert_eq!(
+            pos.of("a.c[2]"),
+            Pos { line: 4, col: 6 },
+            "falls back to a.c"
+        );
         assert_eq!(pos.of("zz"), Pos { line: 1, col: 1 });
     }
 }

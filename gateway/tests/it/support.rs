@@ -86,12 +86,7 @@ impl Gateway {
 
     /// Starts the gateway and waits until it is alive (`/healthz`) and its proxy listener
     /// accepts, but not until it is ready: for tests of what it does before then.
-    pub async fn spawn(
-        dir: tempfile::TempDir,
-        config: PathBuf,
-        port: u16,
-        admin: u16,
-    ) -> Gateway {
+    pub async fn spawn(dir: tempfile::TempDir, config: PathBuf, port: u16, admin: u16) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(["run", "--config"])
             .arg(&config)
