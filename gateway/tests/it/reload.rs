@@ -57,19 +57,11 @@ async fn reload_by_write_then_bad_file_then_recovery() {
     for _ in 0..20 {
         assert_eq!(served_by(&gw).await, "b");
     }
-    let cfg: serde_json::Value = testkit::http_client()
-        .get(gw.admin_url("/admin/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let err = cfg["last_reload_error"].as_str().unwrap();
-    assert!(
-        err.contains("routes[0].match.path_prefx: unknown field `path_prefx`"),
-        "{err}"
-    );
+    reload_error_about(
+        &gw,
+        "routes[0].match.path_prefx: unknown field `path_prefx`",
+    )
+    .await;
     assert!(
         gw.proc.stderr().contains("config reload failed"),
         "the failure is logged"
