@@ -334,7 +334,7 @@ pub fn parse(src: &str) -> Result<(Value, Positions), SyntaxError> {
                     continue;
                 }
                 enter(&mut open, &mut positions, pos)?;
-                finish(&mut open, &mut root, scalar_to_json(&scalar))?;
+                finish(&mut open, &mut root, scalar_to_json(&scalar), pos)?;
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 if let Some(Open::Mapping { key: None, .. }) = open.last() {
@@ -367,7 +367,7 @@ pub fn parse(src: &str) -> Result<(Value, Positions), SyntaxError> {
                     Some(Open::Mapping { entries, .. }) => Value::Object(entries),
                     None => return Err(SyntaxError::yaml(pos, "unbalanced collection")),
                 };
-                finish(&mut open, &mut root, value)?;
+                finish(&mut open, &mut root, value, pos)?;
             }
         }
     }
@@ -409,17 +409,20 @@ fn enter(
     Ok((id, hash))
 }
 
-/// Puts a finished value into the innermost open collection, or makes it the root.
-fn finish(open: &mut [Open], root: &mut Option<Value>, value: Value) -> Result<(), SyntaxError> {
+/// Puts a finished value (whose last event is at `pos`) into the innermost open collection, or
+/// makes it the root.
+fn finish(
+    open: &mut [Open],
+    root: &mut Option<Value>,
+    value: Value,
+    pos: Pos,
+) -> Result<(), SyntaxError> {
     match open.last_mut() {
         None => *root = Some(value),
         Some(Open::List { items, .. }) => items.push(value),
         Some(Open::Mapping { entries, key, .. }) => {
             let Some((k, at)) = key.take() else {
-                return Err(SyntaxError::yaml(
-                    Pos::default(),
-                    "mapping keys must be plain scalars",
-                ));
+                return Err(SyntaxError::yaml(pos, "mapping keys must be plain scalars"));
             };
             if entries.contains_key(&k) {
                 return Err(SyntaxError::yaml(
