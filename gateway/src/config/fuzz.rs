@@ -589,6 +589,10 @@ fn every_value_that_crashed_the_gateway_is_now_a_config_error() {
             "rate_limits.redis_pool_size: must be between 1 and 256, got 999999999",
         ),
         (
+            "rate_limits: { redis_pool_size: 999999999 }".into(),
+            "rate_limits.redis_pool_size: must be between 1 and 256, got 999999999",
+        ),
+        (
             format!("{auth}, jwks_timeout: 0s }}"),
             "auth.jwks_timeout: must be between 1ms and 5m, got 0s",
         ),

@@ -61,6 +61,13 @@ impl Validator<'_> {
     ) -> Option<RateLimits> {
         let r: file::RateLimits = self.decode(v, "rate_limits")?;
         let before = self.count();
+        // Checked whatever the store, so switching to `redis` later cannot surprise.
+        let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
+        self.within(
+            "rate_limits.redis_pool_size",
+            pool_size,
+            defaults::REDIS_POOL_SIZE_RANGE,
+        );
         let store = match (r.store.unwrap_or(defaults::RATE_LIMIT_STORE), r.redis_url) {
             (file::RateLimitStore::Memory, _) => LimitStore::Memory,
             (file::RateLimitStore::Redis, None) => {
@@ -72,12 +79,6 @@ impl Validator<'_> {
                 if redis::Client::open(url.as_str()).is_err() {
                     self.err("rate_limits.redis_url", Problem::BadRedisUrl);
                 }
-                let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
-                self.within(
-                    "rate_limits.redis_pool_size",
-                    pool_size,
-                    defaults::REDIS_POOL_SIZE_RANGE,
-                );
                 LimitStore::Redis { url, pool_size }
             }
         };
