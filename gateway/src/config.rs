@@ -126,34 +126,33 @@ pub struct Loaded {
     pub hash: String,
 }
 
-/// What loading checks beyond the file's own content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Checks {
-    /// Also what `run` needs of this machine: every target name resolves (through
-    /// [`crate::upstream::resolve`], the lookup `run` does) and the access-log file opens for
-    /// appending (through [`crate::observability::access_log::open_file`], which creates it when
-    /// missing, as `run` would). `gateway run`, a reload and `gateway validate` check this.
-    Host,
-    /// The file alone: for a file meant for another machine or network (`gateway validate
-    /// --offline`), for `gateway explain`, and for tests and fuzzing (no DNS, no files).
-    FileOnly,
+/// What `run` needs of the machine beyond the file itself. Implemented above `config` (by
+/// `state::ThisMachine`, with the very code `run` uses), so that `config` stays plain data and
+/// checks, and `gateway validate` and `run` agree by construction.
+pub trait Host {
+    /// `Err`: why `target` (`host:port`, already checked as text) does not resolve.
+    fn resolve(&self, target: &str) -> Result<(), String>;
+    /// `Err`: why the access-log file cannot be opened for appending.
+    fn open_access_log(&self, path: &Path) -> Result<(), String>;
 }
 
 /// The most problems one load lists; the rest are counted ([`Problem::MoreProblems`]). A
 /// file with thousands of broken entries must not make thousands of lines (and their memory).
 pub const MAX_PROBLEMS: usize = 100;
 
-/// Reads and validates a config file, with [`Checks::Host`]: what `run` and a reload use.
+/// Reads (at most [`yaml::MAX_FILE_BYTES`]) and validates a config file, the file alone: for
+/// `gateway explain` and `gateway validate --offline`.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
-    load_file_with(path, Checks::Host)
+    load_file_on(path, None)
 }
 
-/// Reads (at most [`yaml::MAX_FILE_BYTES`]) and validates a config file.
-pub fn load_file_with(path: &Path, checks: Checks) -> Result<Loaded, LoadError> {
+/// [`load_file`], and with a [`Host`], also what the file needs of that machine (its problems
+/// are reported with the file's, at their field).
+pub fn load_file_on(path: &Path, host: Option<&dyn Host>) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
     let source = read_bounded(path)
         .map_err(|reason| LoadError::whole_file(&name, Pos { line: 1, col: 1 }, reason))?;
-    let config = load(&name, &source, checks)?;
+    let config = load(&name, &source, host)?;
     let hash = format!("sha256:{:x}", Sha256::digest(source.as_bytes()));
     Ok(Loaded {
         config,
@@ -182,17 +181,17 @@ fn read_bounded(path: &Path) -> Result<String, Problem> {
     String::from_utf8(bytes).map_err(|_| Problem::Unreadable("the file is not UTF-8 text".into()))
 }
 
-/// Validates config text with [`Checks::FileOnly`]; `file` is only used in error messages.
+/// Validates config text, the text alone; `file` is only used in error messages.
 pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
-    load(file, source, Checks::FileOnly)
+    load(file, source, None)
 }
 
-fn load(file: &str, source: &str, checks: Checks) -> Result<Config, LoadError> {
+fn load(file: &str, source: &str, host: Option<&dyn Host>) -> Result<Config, LoadError> {
     let (value, positions) =
         yaml::parse(source).map_err(|e| LoadError::whole_file(file, e.pos, e.reason))?;
     let mut v = Validator {
         positions: &positions,
-        checks,
+        host,
         errors: Vec::new(),
         dropped: None,
         resolved: HashMap::new(),
@@ -224,7 +223,8 @@ fn load(file: &str, source: &str, checks: Checks) -> Result<Config, LoadError> {
 /// recorded here, not returned).
 struct Validator<'a> {
     positions: &'a Positions,
-    checks: Checks,
+    /// The machine to check the file against, if any.
+    host: Option<&'a dyn Host>,
     /// At most [`MAX_PROBLEMS`].
     errors: Vec<FieldError>,
     /// Past [`MAX_PROBLEMS`]: where the first one left out is, and how many were.

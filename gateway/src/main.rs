@@ -64,14 +64,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Validate { files, offline } => {
-            let checks = if offline {
-                gateway::config::Checks::FileOnly
-            } else {
-                gateway::config::Checks::Host
-            };
             let mut ok = true;
             for f in &files {
-                match gateway::config::load_file_with(f, checks) {
+                let loaded = if offline {
+                    gateway::config::load_file(f)
+                } else {
+                    gateway::state::check_file(f)
+                };
+                match loaded {
                     Ok(_) => println!("{}: ok", f.display()),
                     Err(e) => {
                         ok = false;
@@ -92,14 +92,13 @@ fn main() -> ExitCode {
             headers,
         } => {
             // The file alone: explaining a request needs no DNS and opens no file.
-            let loaded =
-                match gateway::config::load_file_with(&config, gateway::config::Checks::FileOnly) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::from(2);
-                    }
-                };
+            let loaded = match gateway::config::load_file(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
             let mut parsed = Vec::new();
             for h in &headers {
                 match h.split_once(':') {

@@ -238,10 +238,12 @@ fn builds(c: &Config) {
     }
     if let Some(l) = &c.rate_limits {
         for p in l.policies.values() {
-            crate::ratelimit::memory::MemoryLimiter::new(p);
+            // What governor computes from a policy (in `MemoryLimiter::new`, a layer below this
+            // one, so not called from here): the bucket's depth in u64 nanoseconds.
+            let tau = p.interval().as_nanos() * u128::from(p.burst.saturating_sub(1));
+            assert!(u64::try_from(tau).is_ok(), "{p:?} overflows governor");
         }
     }
-    crate::routing::RouteTable::new(&c.routes);
 }
 
 // ---- generators ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::model::{AccessLog, AccessLogOutput, Observability, Otlp};
-use super::{Checks, Problem, Validator, defaults, duration, file};
+use super::{Problem, Validator, defaults, duration, file};
 
 impl Validator<'_> {
     pub(super) fn observability(&mut self, v: Option<serde_json::Value>) -> Option<Observability> {
@@ -50,14 +50,14 @@ impl Validator<'_> {
             }
             Some(path) => {
                 // As `run` opens it: a missing or unwritable directory fails here, not at start.
-                if self.checks == Checks::Host
-                    && let Err(e) = crate::observability::access_log::open_file(Path::new(path))
+                if let Some(host) = self.host
+                    && let Err(error) = host.open_access_log(Path::new(path))
                 {
                     self.err(
                         "observability.access_log.output",
                         Problem::CannotOpen {
                             file: path.to_string(),
-                            error: e.to_string(),
+                            error,
                         },
                     );
                 }

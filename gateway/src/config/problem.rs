@@ -100,8 +100,7 @@ pub enum Problem {
     NoTargets,
     #[error("invalid target \"{0}\": expected host:port such as 127.0.0.1:8000 or monolith:8000")]
     BadTarget(String),
-    /// The target's name does not resolve on this machine ([`crate::upstream::resolve`]'s
-    /// words).
+    /// The target's name does not resolve on this machine (the [`super::Host`]'s words).
     #[error("{0}")]
     Unresolvable(String),
     #[error("must be at least backoff ({backoff:?}), got {got:?}")]

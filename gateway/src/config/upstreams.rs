@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::model::{BreakerSpec, HealthCheckSpec, RetryPolicy, StatusSet, Timeouts, UpstreamSpec};
 use super::problem::Named;
 use super::yaml::{index, join};
-use super::{Checks, Problem, Validator, defaults, duration, file, valid_name};
+use super::{Problem, Validator, defaults, duration, file, valid_name};
 use crate::breaker::BreakerConfig;
 use crate::retry_budget::BudgetConfig;
 
@@ -116,16 +116,15 @@ impl Validator<'_> {
         })
     }
 
-    /// With [`Checks::Host`]: the target resolves, through the lookup `run` does
-    /// ([`crate::upstream::resolve`]); each name is looked up once per load.
+    /// With a [`super::Host`]: the target resolves there; each name is looked up once per load.
     fn resolvable(&mut self, target: &str, path: &str) {
-        if self.checks != Checks::Host {
+        let Some(host) = self.host else {
             return;
-        }
+        };
         let outcome = self
             .resolved
             .entry(target.to_string())
-            .or_insert_with(|| crate::upstream::resolve(target).map(|_| ()))
+            .or_insert_with(|| host.resolve(target))
             .clone();
         if let Err(e) = outcome {
             self.err(path, Problem::Unresolvable(e));
