@@ -27,6 +27,7 @@
 //! | `config/defaults.rs` | [`defaults`]: every default, i.e. what a left-out key means |
 //! | `config/duration.rs` | [`duration`]: durations as written (`250ms`, `1m30s`) |
 //! | `config/model.rs` | [`model`]: the validated runtime model the proxy runs on |
+//! | `config/fuzz.rs` | property tests (`fuzz_*`) of the whole loader, and issue 16's findings |
 //!
 //! Each section's checks are an `impl Validator` block in its own file, with that section's unit
 //! tests at its end. A check records a [`FieldError`] (the field path and a [`Problem`]) and goes
@@ -36,6 +37,8 @@ mod auth;
 pub mod defaults;
 pub mod duration;
 pub mod file;
+#[cfg(test)]
+mod fuzz;
 mod listeners;
 pub mod model;
 mod observability;
@@ -45,6 +48,7 @@ mod routes;
 mod upstreams;
 pub mod yaml;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -122,17 +126,33 @@ pub struct Loaded {
     pub hash: String,
 }
 
-/// Reads and validates a config file.
+/// What `run` needs of the machine beyond the file itself. Implemented above `config` (by
+/// `state::ThisMachine`, with the very code `run` uses), so that `config` stays plain data and
+/// checks, and `gateway validate` and `run` agree by construction.
+pub trait Host {
+    /// `Err`: why `target` (`host:port`, already checked as text) does not resolve.
+    fn resolve(&self, target: &str) -> Result<(), String>;
+    /// `Err`: why the access-log file cannot be opened for appending.
+    fn open_access_log(&self, path: &Path) -> Result<(), String>;
+}
+
+/// The most problems one load lists; the rest are counted ([`Problem::MoreProblems`]). A
+/// file with thousands of broken entries must not make thousands of lines (and their memory).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Reads (at most [`yaml::MAX_FILE_BYTES`]) and validates a config file, the file alone: for
+/// `gateway explain` and `gateway validate --offline`.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
+    load_file_on(path, None)
+}
+
+/// [`load_file`], and with a [`Host`], also what the file needs of that machine (its problems
+/// are reported with the file's, at their field).
+pub fn load_file_on(path: &Path, host: Option<&dyn Host>) -> Result<Loaded, LoadError> {
     let name = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        LoadError::whole_file(
-            &name,
-            Pos { line: 1, col: 1 },
-            Problem::Unreadable(e.to_string()),
-        )
-    })?;
-    let config = load_str(&name, &source)?;
+    let source = read_bounded(path)
+        .map_err(|reason| LoadError::whole_file(&name, Pos { line: 1, col: 1 }, reason))?;
+    let config = load(&name, &source, host)?;
     let hash = format!("sha256:{:x}", Sha256::digest(source.as_bytes()));
     Ok(Loaded {
         config,
@@ -142,21 +162,54 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// Validates config text; `file` is only used in error messages.
+/// The file's text; never reads more than one byte past [`yaml::MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> Result<String, Problem> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| Problem::Unreadable(e.to_string());
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(Problem::FileTooLarge {
+            bytes: usize::try_from(size).unwrap_or(usize::MAX),
+            max: yaml::MAX_FILE_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| Problem::Unreadable("the file is not UTF-8 text".into()))
+}
+
+/// Validates config text, the text alone; `file` is only used in error messages.
 pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
-    let (value, positions) = yaml::parse(source)
-        .map_err(|e| LoadError::whole_file(file, e.pos, Problem::Yaml(e.message)))?;
+    load(file, source, None)
+}
+
+fn load(file: &str, source: &str, host: Option<&dyn Host>) -> Result<Config, LoadError> {
+    let (value, positions) =
+        yaml::parse(source).map_err(|e| LoadError::whole_file(file, e.pos, e.reason))?;
     let mut v = Validator {
         positions: &positions,
+        host,
         errors: Vec::new(),
+        dropped: None,
+        resolved: HashMap::new(),
     };
     let config = v.config(value);
     match config {
-        Some(config) if v.errors.is_empty() => Ok(config),
+        Some(config) if v.count() == 0 => Ok(config),
         _ => {
             let mut errors = v.errors;
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
             errors.dedup();
+            if let Some((pos, more)) = v.dropped {
+                errors.push(FieldError {
+                    pos,
+                    path: String::new(),
+                    reason: Problem::MoreProblems(more),
+                });
+            }
             Err(LoadError {
                 file: file.to_string(),
                 errors,
@@ -170,16 +223,58 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, LoadError> {
 /// recorded here, not returned).
 struct Validator<'a> {
     positions: &'a Positions,
+    /// The machine to check the file against, if any.
+    host: Option<&'a dyn Host>,
+    /// At most [`MAX_PROBLEMS`].
     errors: Vec<FieldError>,
+    /// Past [`MAX_PROBLEMS`]: where the first one left out is, and how many were.
+    dropped: Option<(Pos, usize)>,
+    /// Target names looked up so far (each once per load), with the lookup's outcome.
+    resolved: HashMap<String, Result<(), String>>,
 }
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, reason: Problem) {
-        self.errors.push(FieldError {
-            pos: self.positions.of(path),
+        let pos = self.positions.of(path);
+        self.push(FieldError {
+            pos,
             path: path.to_string(),
             reason,
         });
+    }
+
+    fn push(&mut self, e: FieldError) {
+        if self.errors.len() < MAX_PROBLEMS {
+            self.errors.push(e);
+        } else {
+            let (_, more) = self.dropped.get_or_insert((e.pos, 0));
+            *more += 1;
+        }
+    }
+
+    /// Whether `got` is in its documented `range`; records [`Problem::OutOfRange`] at `path`
+    /// when it is not. Every number and duration of the file goes through here.
+    fn within<T>(&mut self, path: &str, got: T, range: defaults::Range<T>) -> bool
+    where
+        T: PartialOrd + Copy + Into<problem::Quantity>,
+    {
+        if range.contains(got) {
+            return true;
+        }
+        self.err(
+            path,
+            Problem::OutOfRange {
+                min: range.min.into(),
+                max: range.max.into(),
+                got: got.into(),
+            },
+        );
+        false
+    }
+
+    /// Problems found so far, listed or not: a section compares it before and after its checks.
+    fn count(&self) -> usize {
+        self.errors.len() + self.dropped.map_or(0, |(_, n)| n)
     }
 
     /// Deserialises one section; on failure records the error at the innermost path serde
@@ -204,7 +299,7 @@ impl Validator<'_> {
                     }
                     None => self.positions.of(&full),
                 };
-                self.errors.push(FieldError {
+                self.push(FieldError {
                     pos,
                     path: full,
                     reason: Problem::Decode(tidy(&message)),
@@ -272,6 +367,20 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The names a "did you mean" message lists: the first [`MAX_KNOWN_NAMES`] and `...` (a file
+/// with thousands of names must not copy them all into every error).
+fn some_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut names = names.into_iter();
+    let mut out: Vec<String> = names.by_ref().take(MAX_KNOWN_NAMES).cloned().collect();
+    if names.next().is_some() {
+        out.push("...".to_string());
+    }
+    out
+}
+
+/// See [`some_names`].
+const MAX_KNOWN_NAMES: usize = 20;
+
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next()
@@ -307,6 +416,18 @@ mod tests {
         e.errors.into_iter().map(|e| (e.path, e.reason)).collect()
     }
 
+    /// The problem of `got` outside `range`.
+    pub(super) fn out_of_range<T: Into<problem::Quantity>>(
+        range: defaults::Range<T>,
+        got: T,
+    ) -> Problem {
+        Problem::OutOfRange {
+            min: range.min.into(),
+            max: range.max.into(),
+            got: got.into(),
+        }
+    }
+
     /// `[(path, problem)]` in the shape [`problems`] returns.
     pub(super) fn at<const N: usize>(expected: [(&str, Problem); N]) -> Vec<(String, Problem)> {
         expected
@@ -335,14 +456,14 @@ mod tests {
                 FieldError {
                     pos: Pos { line: 3, col: 7 },
                     path: "server.threads".into(),
-                    reason: Problem::AtLeast(1),
+                    reason: out_of_range(defaults::SERVER_THREADS_RANGE, 0),
                 },
             ],
         };
         assert_eq!(
             e.to_string(),
             "gw.yaml:1:1: no routes: add at least one route (see config/gateway.yaml)\n\
-             gw.yaml:3:7: server.threads: must be at least 1"
+             gw.yaml:3:7: server.threads: must be between 1 and 1024, got 0"
         );
     }
 

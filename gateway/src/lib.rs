@@ -31,7 +31,7 @@
 //! | 5 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
 //! | 6 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
 //! | | [`explain`] | `gateway explain` |
-//! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking |
+//! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking, what a config needs of this machine |
 //! | 7 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
 //! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |

@@ -27,9 +27,16 @@ enum Command {
         config: PathBuf,
     },
     /// Check config files; prints every error as file:line:col: field.path: reason.
+    ///
+    /// Also checks what `run` needs of this machine: target names resolve, the access-log file
+    /// opens (it is created when missing, as `run` would).
     Validate {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
+        /// Check the files alone, for another machine or network (compose, Kubernetes): do not
+        /// resolve target names or open the access-log file.
+        #[arg(long)]
+        offline: bool,
     },
     /// Show which route, upstream(s) and policies a request would get.
     Explain {
@@ -58,10 +65,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate { files } => {
+        Command::Validate { files, offline } => {
             let mut ok = true;
             for f in &files {
-                match gateway::config::load_file(f) {
+                let loaded = if offline {
+                    gateway::config::load_file(f)
+                } else {
+                    gateway::state::check_file(f)
+                };
+                match loaded {
                     Ok(_) => println!("{}: ok", f.display()),
                     Err(e) => {
                         ok = false;
@@ -81,6 +93,7 @@ fn main() -> ExitCode {
             path,
             headers,
         } => {
+            // The file alone: explaining a request needs no DNS and opens no file.
             let loaded = match gateway::config::load_file(&config) {
                 Ok(l) => l,
                 Err(e) => {

@@ -132,13 +132,37 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-/// Loads and builds a runtime from a file.
+/// This machine, as `run` uses it: target names resolve through [`crate::upstream::resolve`]
+/// (what [`Upstream::build`] calls), the access-log file opens through
+/// [`crate::observability::access_log::open_file`] (what the writer calls; it creates the file
+/// when missing). `gateway validate` checks a file against it, so `validate` and `run` agree.
+pub struct ThisMachine;
+
+impl config::Host for ThisMachine {
+    fn resolve(&self, target: &str) -> Result<(), String> {
+        crate::upstream::resolve(target).map(|_| ())
+    }
+
+    fn open_access_log(&self, path: &std::path::Path) -> Result<(), String> {
+        crate::observability::access_log::open_file(path)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Reads and validates a config file as `run` and a reload do: the file, and what it needs of
+/// [`ThisMachine`] (`gateway validate`).
+pub fn check_file(path: &std::path::Path) -> Result<Loaded, LoadError> {
+    config::load_file_on(path, Some(&ThisMachine))
+}
+
+/// Loads ([`check_file`]) and builds a runtime from a file.
 pub fn load_runtime(
     path: &std::path::Path,
     previous: Option<&Runtime>,
     metrics: &Arc<Metrics>,
 ) -> Result<Runtime, ReloadError> {
-    let loaded = config::load_file(path).map_err(ReloadError::Invalid)?;
+    let loaded = check_file(path).map_err(ReloadError::Invalid)?;
     Runtime::build(loaded, previous, metrics).map_err(ReloadError::Build)
 }
 

@@ -103,6 +103,18 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// A target's address: the first one its name resolves to (one backend per target). Names are
+/// looked up here, once per config load, by `run` ([`Upstream::build`]) and by `gateway
+/// validate` (the config's host checks) alike, so the two agree on which names work.
+pub fn resolve(target: &str) -> Result<SocketAddr, String> {
+    let mut resolved = target
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve target \"{target}\": {e}"))?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("target \"{target}\" resolves to no address"))
+}
+
 impl Upstream {
     /// Resolves the targets (DNS names are looked up here, once per config load) and builds
     /// their breakers, taking over the targets of `previous` (the same upstream in the config
@@ -114,19 +126,7 @@ impl Upstream {
     ) -> Result<Self, String> {
         let mut targets = Vec::with_capacity(spec.targets.len());
         for t in &spec.targets {
-            let resolved = t.to_socket_addrs().map_err(|e| {
-                format!(
-                    "upstreams.{}: cannot resolve target \"{t}\": {e}",
-                    spec.name
-                )
-            })?;
-            // One backend per target: the first address the name resolves to.
-            let addr = resolved.into_iter().next().ok_or_else(|| {
-                format!(
-                    "upstreams.{}: target \"{t}\" resolves to no address",
-                    spec.name
-                )
-            })?;
+            let addr = resolve(t).map_err(|e| format!("upstreams.{}: {e}", spec.name))?;
             let kept = previous.and_then(|p| {
                 p.targets.iter().find(|old| {
                     old.name == *t

@@ -10,13 +10,10 @@ use super::model::{AuthConfig, LimitKey, RateLimits, RouteSpec, RouteTarget, Sti
 use super::yaml::{index, join};
 use super::{Problem, Validator, defaults, duration, file};
 
-/// The smallest `auth.max_token_bytes` accepted.
-const MIN_TOKEN_BYTES: usize = 256;
-
 impl Validator<'_> {
     pub(super) fn auth(&mut self, v: serde_json::Value) -> Option<AuthConfig> {
         let a: file::Auth = self.decode(v, "auth")?;
-        let before = self.errors.len();
+        let before = self.count();
         if a.issuer.trim().is_empty() {
             self.err("auth.issuer", Problem::EmptyIssuer);
         }
@@ -51,11 +48,52 @@ impl Validator<'_> {
                 ),
             }
         }
-        let max_token_bytes = a.max_token_bytes.unwrap_or(defaults::MAX_TOKEN_BYTES);
-        if max_token_bytes < MIN_TOKEN_BYTES {
-            self.err("auth.max_token_bytes", Problem::AtLeast(MIN_TOKEN_BYTES));
+        let leeway = duration::or(a.leeway, defaults::AUTH_LEEWAY);
+        let jwks_refresh_interval =
+            duration::or(a.jwks_refresh_interval, defaults::JWKS_REFRESH_INTERVAL);
+        let jwks_min_refresh_interval = duration::or(
+            a.jwks_min_refresh_interval,
+            defaults::JWKS_MIN_REFRESH_INTERVAL,
+        );
+        let jwks_unknown_kid_cooldown = duration::or(
+            a.jwks_unknown_kid_cooldown,
+            defaults::JWKS_UNKNOWN_KID_COOLDOWN,
+        );
+        let jwks_timeout = duration::or(a.jwks_timeout, defaults::JWKS_TIMEOUT);
+        for (field, d, range) in [
+            ("leeway", leeway, defaults::AUTH_LEEWAY_RANGE),
+            (
+                "jwks_refresh_interval",
+                jwks_refresh_interval,
+                defaults::JWKS_REFRESH_INTERVAL_RANGE,
+            ),
+            (
+                "jwks_min_refresh_interval",
+                jwks_min_refresh_interval,
+                defaults::JWKS_MIN_REFRESH_INTERVAL_RANGE,
+            ),
+            (
+                "jwks_unknown_kid_cooldown",
+                jwks_unknown_kid_cooldown,
+                defaults::JWKS_UNKNOWN_KID_COOLDOWN_RANGE,
+            ),
+            ("jwks_timeout", jwks_timeout, defaults::JWKS_TIMEOUT_RANGE),
+        ] {
+            self.within(&join("auth", field), d, range);
         }
-        if self.errors.len() > before {
+        let max_token_bytes = a.max_token_bytes.unwrap_or(defaults::MAX_TOKEN_BYTES);
+        self.within(
+            "auth.max_token_bytes",
+            max_token_bytes,
+            defaults::MAX_TOKEN_BYTES_RANGE,
+        );
+        let token_cache_size = a.token_cache_size.unwrap_or(defaults::TOKEN_CACHE_SIZE);
+        self.within(
+            "auth.token_cache_size",
+            token_cache_size,
+            defaults::TOKEN_CACHE_SIZE_RANGE,
+        );
+        if self.count() > before {
             return None;
         }
         Some(AuthConfig {
@@ -63,23 +101,14 @@ impl Validator<'_> {
             audiences: a.audiences,
             jwks_url: a.jwks_url,
             algorithms,
-            leeway: duration::or(a.leeway, defaults::AUTH_LEEWAY),
+            leeway,
             claims_to_headers,
-            jwks_refresh_interval: duration::or(
-                a.jwks_refresh_interval,
-                defaults::JWKS_REFRESH_INTERVAL,
-            ),
-            jwks_min_refresh_interval: duration::or(
-                a.jwks_min_refresh_interval,
-                defaults::JWKS_MIN_REFRESH_INTERVAL,
-            ),
-            jwks_unknown_kid_cooldown: duration::or(
-                a.jwks_unknown_kid_cooldown,
-                defaults::JWKS_UNKNOWN_KID_COOLDOWN,
-            ),
-            jwks_timeout: duration::or(a.jwks_timeout, defaults::JWKS_TIMEOUT),
+            jwks_refresh_interval,
+            jwks_min_refresh_interval,
+            jwks_unknown_kid_cooldown,
+            jwks_timeout,
             max_token_bytes,
-            token_cache_size: a.token_cache_size.unwrap_or(defaults::TOKEN_CACHE_SIZE),
+            token_cache_size,
             // Filled in once the routes and rate limits are known: `claims_read_by`.
             kept_claims: Vec::new(),
         })
@@ -182,7 +211,14 @@ mod tests {
                     "auth.claims_to_headers.sub",
                     Problem::BadHeaderName("bad header".into())
                 ),
-                ("auth.max_token_bytes", Problem::AtLeast(MIN_TOKEN_BYTES)),
+                (
+                    "auth.max_token_bytes",
+                    Problem::OutOfRange {
+                        min: 256usize.into(),
+                        max: 65536usize.into(),
+                        got: 255usize.into()
+                    }
+                ),
             ])
         );
         assert_eq!(

@@ -8,8 +8,13 @@
 //! `sticky_by`, `strip_prefix`, ...) is off when left out, and a left-out list or map is empty
 //! (`trusted_proxies`, `claims_to_headers`, a route's `rate_limit`, ...).
 //!
-//! Bounds (`retries.attempts` at most 10, `health_check.interval` at least 100ms, ...) are not
-//! defaults: they sit next to the check that enforces them.
+//! Every number and duration of the file also has a [`Range`] here, next to its default (the
+//! `_RANGE` items), which validation enforces with one helper. A range is what real use needs
+//! (durations up to hours or days, counts well above any real deployment), and no more: nothing
+//! inside it can overflow a timer (an `Instant` plus a duration), a counter or an allocation sized
+//! by it. `docs/configuration.md` lists the same ranges (a test compares them). Bounds that relate
+//! two fields (`health_check.timeout` at most its `interval`, `max_backoff` at least `backoff`, a
+//! policy's rate and refill time) sit next to the check that enforces them.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -20,6 +25,31 @@ use super::model::{
     StatusSet,
 };
 
+/// The values a number or a duration of the file may take: `min` to `max`, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range<T> {
+    pub min: T,
+    pub max: T,
+}
+
+impl<T: PartialOrd + Copy> Range<T> {
+    pub const fn new(min: T, max: T) -> Self {
+        Range { min, max }
+    }
+
+    pub fn contains(&self, v: T) -> bool {
+        self.min <= v && v <= self.max
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// As `humantime` counts it (`1y`, `1year`): 365.25 days.
+const YEAR: Duration = Duration::from_secs(31_557_600);
+
 // ---- listeners and server -------------------------------------------------------------------
 
 /// `listen`.
@@ -28,36 +58,51 @@ pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPEC
 pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
 /// `server.drain_timeout`.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DRAIN_TIMEOUT_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `server.reload_debounce`.
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+pub const RELOAD_DEBOUNCE_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `server.upstream_keepalive_pool`.
 pub const UPSTREAM_KEEPALIVE_POOL: usize = 128;
+/// Per worker thread (pingora sizes its pool as this times `threads`, up front).
+pub const UPSTREAM_KEEPALIVE_POOL_RANGE: Range<usize> = Range::new(0, 1024);
 /// `path_normalization.encoded_slashes`.
 pub const ENCODED_SLASHES: EncodedSlashes = EncodedSlashes::Reject;
 
-/// `server.threads`: the number of CPUs (1 where that is unknown).
+/// `server.threads`: the number of CPUs (1 where that is unknown), within the range.
 pub fn server_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+        .min(SERVER_THREADS_RANGE.max)
 }
+pub const SERVER_THREADS_RANGE: Range<usize> = Range::new(1, 1024);
 
 // ---- auth -----------------------------------------------------------------------------------
 
 /// `auth.leeway`.
 pub const AUTH_LEEWAY: Duration = Duration::from_secs(30);
+pub const AUTH_LEEWAY_RANGE: Range<Duration> = Range::new(Duration::ZERO, HOUR);
 /// `auth.jwks_refresh_interval`.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+pub const JWKS_REFRESH_INTERVAL_RANGE: Range<Duration> = Range::new(SECOND, DAY);
 /// `auth.jwks_min_refresh_interval`.
 pub const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+pub const JWKS_MIN_REFRESH_INTERVAL_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `auth.jwks_unknown_kid_cooldown`.
 pub const JWKS_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(10);
+pub const JWKS_UNKNOWN_KID_COOLDOWN_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `auth.jwks_timeout`.
 pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Not 0: a fetch that may take no time never succeeds, and every token route would answer 503.
+pub const JWKS_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `auth.max_token_bytes`.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES_RANGE: Range<usize> = Range::new(256, 64 * 1024);
 /// `auth.token_cache_size`.
 pub const TOKEN_CACHE_SIZE: usize = 10_000;
+/// 0 keeps one entry (the cache's least).
+pub const TOKEN_CACHE_SIZE_RANGE: Range<usize> = Range::new(0, 1_000_000);
 /// `routes[].auth`.
 pub const ROUTE_AUTH: RouteAuth = RouteAuth::None;
 
@@ -67,47 +112,72 @@ pub const ROUTE_AUTH: RouteAuth = RouteAuth::None;
 pub const LOAD_BALANCING: LoadBalancing = LoadBalancing::RoundRobin;
 /// `upstreams.NAME.timeouts.connect`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CONNECT_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `upstreams.NAME.timeouts.response`.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const RESPONSE_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.timeouts.idle`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IDLE_TIMEOUT_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
 /// `upstreams.NAME.retries.attempts`.
 pub const RETRY_ATTEMPTS: u32 = 1;
+/// More retries per request multiply an outage instead of riding it out.
+pub const RETRY_ATTEMPTS_RANGE: Range<u32> = Range::new(0, 10);
 /// `upstreams.NAME.retries.backoff`.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+pub const RETRY_BACKOFF_RANGE: Range<Duration> = Range::new(Duration::ZERO, MINUTE);
 /// `upstreams.NAME.retries.max_backoff`.
 pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(250);
+pub const RETRY_MAX_BACKOFF_RANGE: Range<Duration> =
+    Range::new(Duration::ZERO, Duration::from_secs(600));
 /// `upstreams.NAME.retries.budget.ratio`.
 pub const RETRY_BUDGET_RATIO: f64 = 0.2;
 /// `upstreams.NAME.retries.budget.min_retries_per_second`.
 pub const RETRY_BUDGET_MIN_RETRIES_PER_SECOND: u32 = 10;
+pub const RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE: Range<u32> = Range::new(0, 100_000);
 /// `upstreams.NAME.retries.budget.window`.
 pub const RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+pub const RETRY_BUDGET_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 /// `upstreams.NAME.health_check.interval`.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Checks more often than 100ms would be load, not monitoring.
+pub const HEALTH_INTERVAL_RANGE: Range<Duration> = Range::new(Duration::from_millis(100), DAY);
 /// `upstreams.NAME.health_check.timeout`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Also at most the `interval`.
+pub const HEALTH_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.health_check.healthy_threshold`.
 pub const HEALTHY_THRESHOLD: u32 = 2;
+pub const HEALTHY_THRESHOLD_RANGE: Range<u32> = Range::new(1, 10_000);
 /// `upstreams.NAME.health_check.unhealthy_threshold`.
 pub const UNHEALTHY_THRESHOLD: u32 = 3;
+pub const UNHEALTHY_THRESHOLD_RANGE: Range<u32> = Range::new(1, 10_000);
 /// `upstreams.NAME.circuit_breaker.enabled`: every target has a breaker unless switched off.
 pub const BREAKER_ENABLED: bool = true;
 /// `upstreams.NAME.circuit_breaker.failure_ratio`.
 pub const BREAKER_FAILURE_RATIO: f64 = 0.5;
 /// `upstreams.NAME.circuit_breaker.min_requests`.
 pub const BREAKER_MIN_REQUESTS: u32 = 20;
+pub const BREAKER_MIN_REQUESTS_RANGE: Range<u32> = Range::new(1, 1_000_000);
 /// `upstreams.NAME.circuit_breaker.window`.
 pub const BREAKER_WINDOW: Duration = Duration::from_secs(10);
+pub const BREAKER_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 /// `upstreams.NAME.circuit_breaker.open_for`.
 pub const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+pub const BREAKER_OPEN_FOR_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.circuit_breaker.half_open_requests`.
 pub const BREAKER_HALF_OPEN_REQUESTS: u32 = 3;
+pub const BREAKER_HALF_OPEN_REQUESTS_RANGE: Range<u32> = Range::new(1, 1000);
+/// `upstreams.NAME.circuit_breaker.max_open_for` (also at least `open_for`).
+pub const BREAKER_MAX_OPEN_FOR_RANGE: Range<Duration> = Range::new(MS, DAY);
 
 /// `upstreams.NAME.circuit_breaker.max_open_for`: 8 doublings' worth of the configured
-/// `open_for`.
+/// `open_for`, within its range (and never below `open_for`).
 pub fn breaker_max_open_for(open_for: Duration) -> Duration {
-    open_for.saturating_mul(8)
+    open_for
+        .saturating_mul(8)
+        .min(BREAKER_MAX_OPEN_FOR_RANGE.max)
+        .max(open_for)
 }
 
 /// `upstreams.NAME.circuit_breaker.failure_statuses`: `[5xx]`.
@@ -121,8 +191,10 @@ pub fn breaker_failure_statuses() -> StatusSet {
 pub const RATE_LIMIT_STORE: RateLimitStore = RateLimitStore::Memory;
 /// `rate_limits.redis_pool_size`.
 pub const REDIS_POOL_SIZE: usize = 4;
+pub const REDIS_POOL_SIZE_RANGE: Range<usize> = Range::new(1, 256);
 /// `rate_limits.store_timeout`.
 pub const RATE_LIMIT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+pub const RATE_LIMIT_STORE_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, MINUTE);
 /// `rate_limits.on_store_error`.
 pub const ON_STORE_ERROR: OnStoreError = OnStoreError::Local;
 /// `rate_limits.headers`.
@@ -132,6 +204,21 @@ pub const RATE_LIMIT_HEADERS: bool = true;
 pub const fn rate_limit_burst(limit: u32) -> u32 {
     limit
 }
+/// `rate_limits.policies.NAME.limit` (no default). Also: at most 1,000,000 per second.
+pub const RATE_LIMIT_LIMIT_RANGE: Range<u32> = Range::new(1, 1_000_000_000);
+/// `rate_limits.policies.NAME.per` (no default).
+pub const RATE_LIMIT_PER_RANGE: Range<Duration> = Range::new(MS, YEAR);
+/// `rate_limits.policies.NAME.burst`. Also: an empty bucket refills within
+/// [`RATE_LIMIT_MAX_REFILL`].
+pub const RATE_LIMIT_BURST_RANGE: Range<u32> = Range::new(1, 1_000_000_000);
+/// The longest time an empty bucket takes to refill (`burst × per / limit`): the limiters
+/// count it in nanoseconds (u64, 584 years).
+pub const RATE_LIMIT_MAX_REFILL: Duration = YEAR;
+
+// ---- routes ---------------------------------------------------------------------------------
+
+/// `routes[].split[].weight` (no default): relative, 0 never picked.
+pub const SPLIT_WEIGHT_RANGE: Range<u32> = Range::new(0, 1_000_000);
 
 // ---- observability --------------------------------------------------------------------------
 
@@ -143,19 +230,24 @@ pub const ACCESS_LOG_OUTPUT: AccessLogOutput = AccessLogOutput::Stdout;
 pub const ACCESS_LOG_SAMPLE_SUCCESSFUL: f64 = 1.0;
 /// `observability.access_log.buffer` (also what `access_log: json` buffers).
 pub const ACCESS_LOG_BUFFER: usize = 8192;
+/// The writer's queue is allocated at this size up front.
+pub const ACCESS_LOG_BUFFER_RANGE: Range<usize> = Range::new(1, 1_000_000);
 /// `observability.otlp.protocol`.
 pub const OTLP_PROTOCOL: OtlpProtocol = OtlpProtocol::Grpc;
 /// `observability.otlp.sample_ratio`.
 pub const OTLP_SAMPLE_RATIO: f64 = 1.0;
 /// `observability.otlp.timeout`.
 pub const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const OTLP_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
 /// `observability.otlp.queue_size`.
 pub const OTLP_QUEUE_SIZE: usize = 4096;
+pub const OTLP_QUEUE_SIZE_RANGE: Range<usize> = Range::new(1, 1_000_000);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::breaker::BreakerConfig;
+    use crate::config::problem::Quantity;
     use crate::retry_budget::BudgetConfig;
 
     /// The runtime types keep `Default` impls of their own (their tests use them): they must
@@ -181,6 +273,172 @@ mod tests {
                 window: RETRY_BUDGET_WINDOW,
             }
         );
+    }
+
+    /// Every range, as `docs/configuration.md` lists it.
+    fn ranges() -> Vec<(&'static str, Quantity, Quantity)> {
+        fn row<T: Into<Quantity>>(
+            field: &'static str,
+            r: Range<T>,
+        ) -> (&'static str, Quantity, Quantity) {
+            (field, r.min.into(), r.max.into())
+        }
+        vec![
+            row("server.threads", SERVER_THREADS_RANGE),
+            row("server.drain_timeout", DRAIN_TIMEOUT_RANGE),
+            row("server.reload_debounce", RELOAD_DEBOUNCE_RANGE),
+            row(
+                "server.upstream_keepalive_pool",
+                UPSTREAM_KEEPALIVE_POOL_RANGE,
+            ),
+            row("auth.leeway", AUTH_LEEWAY_RANGE),
+            row("auth.jwks_refresh_interval", JWKS_REFRESH_INTERVAL_RANGE),
+            row(
+                "auth.jwks_min_refresh_interval",
+                JWKS_MIN_REFRESH_INTERVAL_RANGE,
+            ),
+            row(
+                "auth.jwks_unknown_kid_cooldown",
+                JWKS_UNKNOWN_KID_COOLDOWN_RANGE,
+            ),
+            row("auth.jwks_timeout", JWKS_TIMEOUT_RANGE),
+            row("auth.max_token_bytes", MAX_TOKEN_BYTES_RANGE),
+            row("auth.token_cache_size", TOKEN_CACHE_SIZE_RANGE),
+            row("upstreams.NAME.timeouts.connect", CONNECT_TIMEOUT_RANGE),
+            row("upstreams.NAME.timeouts.response", RESPONSE_TIMEOUT_RANGE),
+            row("upstreams.NAME.timeouts.idle", IDLE_TIMEOUT_RANGE),
+            row("upstreams.NAME.retries.attempts", RETRY_ATTEMPTS_RANGE),
+            row("upstreams.NAME.retries.backoff", RETRY_BACKOFF_RANGE),
+            row(
+                "upstreams.NAME.retries.max_backoff",
+                RETRY_MAX_BACKOFF_RANGE,
+            ),
+            row(
+                "upstreams.NAME.retries.budget.min_retries_per_second",
+                RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
+            ),
+            row(
+                "upstreams.NAME.retries.budget.window",
+                RETRY_BUDGET_WINDOW_RANGE,
+            ),
+            row(
+                "upstreams.NAME.health_check.interval",
+                HEALTH_INTERVAL_RANGE,
+            ),
+            row("upstreams.NAME.health_check.timeout", HEALTH_TIMEOUT_RANGE),
+            row(
+                "upstreams.NAME.health_check.healthy_threshold",
+                HEALTHY_THRESHOLD_RANGE,
+            ),
+            row(
+                "upstreams.NAME.health_check.unhealthy_threshold",
+                UNHEALTHY_THRESHOLD_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.min_requests",
+                BREAKER_MIN_REQUESTS_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.window",
+                BREAKER_WINDOW_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.open_for",
+                BREAKER_OPEN_FOR_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.max_open_for",
+                BREAKER_MAX_OPEN_FOR_RANGE,
+            ),
+            row(
+                "upstreams.NAME.circuit_breaker.half_open_requests",
+                BREAKER_HALF_OPEN_REQUESTS_RANGE,
+            ),
+            row("rate_limits.redis_pool_size", REDIS_POOL_SIZE_RANGE),
+            row("rate_limits.store_timeout", RATE_LIMIT_STORE_TIMEOUT_RANGE),
+            row("rate_limits.policies.NAME.limit", RATE_LIMIT_LIMIT_RANGE),
+            row("rate_limits.policies.NAME.per", RATE_LIMIT_PER_RANGE),
+            row("rate_limits.policies.NAME.burst", RATE_LIMIT_BURST_RANGE),
+            row("routes[].split[].weight", SPLIT_WEIGHT_RANGE),
+            row("observability.access_log.buffer", ACCESS_LOG_BUFFER_RANGE),
+            row("observability.otlp.timeout", OTLP_TIMEOUT_RANGE),
+            row("observability.otlp.queue_size", OTLP_QUEUE_SIZE_RANGE),
+        ]
+    }
+
+    #[test]
+    fn the_docs_list_every_range() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let missing: Vec<String> = ranges()
+            .into_iter()
+            .map(|(field, min, max)| format!("| `{field}` | {min} | {max} |"))
+            .filter(|row| !docs.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks these rows:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_default_is_in_its_range() {
+        let d = |v: Duration, r: Range<Duration>| assert!(r.contains(v), "{v:?} {r:?}");
+        let n = |v: u64, r: Range<u64>| assert!(r.contains(v), "{v} {r:?}");
+        let u = |r: Range<usize>| Range::new(r.min as u64, r.max as u64);
+        let w = |r: Range<u32>| Range::new(u64::from(r.min), u64::from(r.max));
+        n(server_threads() as u64, u(SERVER_THREADS_RANGE));
+        d(DRAIN_TIMEOUT, DRAIN_TIMEOUT_RANGE);
+        d(RELOAD_DEBOUNCE, RELOAD_DEBOUNCE_RANGE);
+        n(
+            UPSTREAM_KEEPALIVE_POOL as u64,
+            u(UPSTREAM_KEEPALIVE_POOL_RANGE),
+        );
+        d(AUTH_LEEWAY, AUTH_LEEWAY_RANGE);
+        d(JWKS_REFRESH_INTERVAL, JWKS_REFRESH_INTERVAL_RANGE);
+        d(JWKS_MIN_REFRESH_INTERVAL, JWKS_MIN_REFRESH_INTERVAL_RANGE);
+        d(JWKS_UNKNOWN_KID_COOLDOWN, JWKS_UNKNOWN_KID_COOLDOWN_RANGE);
+        d(JWKS_TIMEOUT, JWKS_TIMEOUT_RANGE);
+        n(MAX_TOKEN_BYTES as u64, u(MAX_TOKEN_BYTES_RANGE));
+        n(TOKEN_CACHE_SIZE as u64, u(TOKEN_CACHE_SIZE_RANGE));
+        d(CONNECT_TIMEOUT, CONNECT_TIMEOUT_RANGE);
+        d(RESPONSE_TIMEOUT, RESPONSE_TIMEOUT_RANGE);
+        d(IDLE_TIMEOUT, IDLE_TIMEOUT_RANGE);
+        n(u64::from(RETRY_ATTEMPTS), w(RETRY_ATTEMPTS_RANGE));
+        d(RETRY_BACKOFF, RETRY_BACKOFF_RANGE);
+        d(RETRY_MAX_BACKOFF, RETRY_MAX_BACKOFF_RANGE);
+        n(
+            u64::from(RETRY_BUDGET_MIN_RETRIES_PER_SECOND),
+            w(RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE),
+        );
+        d(RETRY_BUDGET_WINDOW, RETRY_BUDGET_WINDOW_RANGE);
+        d(HEALTH_INTERVAL, HEALTH_INTERVAL_RANGE);
+        d(HEALTH_TIMEOUT, HEALTH_TIMEOUT_RANGE);
+        n(u64::from(HEALTHY_THRESHOLD), w(HEALTHY_THRESHOLD_RANGE));
+        n(u64::from(UNHEALTHY_THRESHOLD), w(UNHEALTHY_THRESHOLD_RANGE));
+        n(
+            u64::from(BREAKER_MIN_REQUESTS),
+            w(BREAKER_MIN_REQUESTS_RANGE),
+        );
+        d(BREAKER_WINDOW, BREAKER_WINDOW_RANGE);
+        d(BREAKER_OPEN_FOR, BREAKER_OPEN_FOR_RANGE);
+        d(
+            breaker_max_open_for(BREAKER_OPEN_FOR),
+            BREAKER_MAX_OPEN_FOR_RANGE,
+        );
+        d(
+            breaker_max_open_for(BREAKER_OPEN_FOR_RANGE.max),
+            BREAKER_MAX_OPEN_FOR_RANGE,
+        );
+        n(
+            u64::from(BREAKER_HALF_OPEN_REQUESTS),
+            w(BREAKER_HALF_OPEN_REQUESTS_RANGE),
+        );
+        n(REDIS_POOL_SIZE as u64, u(REDIS_POOL_SIZE_RANGE));
+        d(RATE_LIMIT_STORE_TIMEOUT, RATE_LIMIT_STORE_TIMEOUT_RANGE);
+        n(ACCESS_LOG_BUFFER as u64, u(ACCESS_LOG_BUFFER_RANGE));
+        d(OTLP_TIMEOUT, OTLP_TIMEOUT_RANGE);
+        n(OTLP_QUEUE_SIZE as u64, u(OTLP_QUEUE_SIZE_RANGE));
     }
 
     #[test]

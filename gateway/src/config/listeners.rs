@@ -82,17 +82,35 @@ impl Validator<'_> {
             None => file::Server::default(),
             Some(v) => self.decode(v, "server")?,
         };
-        if s.threads == Some(0) {
-            self.err("server.threads", Problem::AtLeast(1));
-        }
         let threads = s.threads.unwrap_or_else(defaults::server_threads);
-        Some(ServerSettings {
-            threads: threads.max(1),
-            drain_timeout: duration::or(s.drain_timeout, defaults::DRAIN_TIMEOUT),
-            reload_debounce: duration::or(s.reload_debounce, defaults::RELOAD_DEBOUNCE),
-            upstream_keepalive_pool: s
-                .upstream_keepalive_pool
-                .unwrap_or(defaults::UPSTREAM_KEEPALIVE_POOL),
+        let drain_timeout = duration::or(s.drain_timeout, defaults::DRAIN_TIMEOUT);
+        let reload_debounce = duration::or(s.reload_debounce, defaults::RELOAD_DEBOUNCE);
+        let upstream_keepalive_pool = s
+            .upstream_keepalive_pool
+            .unwrap_or(defaults::UPSTREAM_KEEPALIVE_POOL);
+        let ok = [
+            self.within("server.threads", threads, defaults::SERVER_THREADS_RANGE),
+            self.within(
+                "server.drain_timeout",
+                drain_timeout,
+                defaults::DRAIN_TIMEOUT_RANGE,
+            ),
+            self.within(
+                "server.reload_debounce",
+                reload_debounce,
+                defaults::RELOAD_DEBOUNCE_RANGE,
+            ),
+            self.within(
+                "server.upstream_keepalive_pool",
+                upstream_keepalive_pool,
+                defaults::UPSTREAM_KEEPALIVE_POOL_RANGE,
+            ),
+        ];
+        ok.iter().all(|ok| *ok).then_some(ServerSettings {
+            threads,
+            drain_timeout,
+            reload_debounce,
+            upstream_keepalive_pool,
         })
     }
 
@@ -130,7 +148,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::config::tests::{MINIMAL, at, errors, load, problems};
+    use crate::config::tests::{MINIMAL, at, errors, load, out_of_range, problems};
 
     #[test]
     fn a_minimal_file_listens_where_the_defaults_say() {
@@ -182,7 +200,10 @@ mod tests {
             at([
                 ("listen", Problem::BadListenAddress("localhost:80".into())),
                 ("admin.listen", Problem::BadListenAddress("9901".into())),
-                ("server.threads", Problem::AtLeast(1)),
+                (
+                    "server.threads",
+                    out_of_range(defaults::SERVER_THREADS_RANGE, 0)
+                ),
                 ("trusted_proxies[1]", Problem::BadCidr("10.0.0.0/33".into())),
             ])
         );

@@ -1,6 +1,6 @@
 //! Checks of `observability:`: the service name, the access log and OTLP span export.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::model::{AccessLog, AccessLogOutput, Observability, Otlp};
@@ -12,7 +12,7 @@ impl Validator<'_> {
             None => file::Observability::default(),
             Some(v) => self.decode(v, "observability")?,
         };
-        let before = self.errors.len();
+        let before = self.count();
         let service_name = o
             .service_name
             .unwrap_or_else(|| defaults::SERVICE_NAME.to_string());
@@ -29,7 +29,7 @@ impl Validator<'_> {
             Some(file::AccessLog::Full(a)) => Some(self.access_log(a)),
         };
         let otlp = o.otlp.map(|t| self.otlp(t));
-        if self.errors.len() > before {
+        if self.count() > before {
             return None;
         }
         Some(Observability {
@@ -48,7 +48,21 @@ impl Validator<'_> {
                 self.err("observability.access_log.output", Problem::NoOutput);
                 defaults::ACCESS_LOG_OUTPUT
             }
-            Some(path) => AccessLogOutput::File(PathBuf::from(path)),
+            Some(path) => {
+                // As `run` opens it: a missing or unwritable directory fails here, not at start.
+                if let Some(host) = self.host
+                    && let Err(error) = host.open_access_log(Path::new(path))
+                {
+                    self.err(
+                        "observability.access_log.output",
+                        Problem::CannotOpen {
+                            file: path.to_string(),
+                            error,
+                        },
+                    );
+                }
+                AccessLogOutput::File(PathBuf::from(path))
+            }
         };
         let sample_successful = a
             .sample_successful
@@ -58,9 +72,11 @@ impl Validator<'_> {
             "observability.access_log.sample_successful",
         );
         let buffer = a.buffer.unwrap_or(defaults::ACCESS_LOG_BUFFER);
-        if buffer == 0 {
-            self.err("observability.access_log.buffer", Problem::AtLeast(1));
-        }
+        self.within(
+            "observability.access_log.buffer",
+            buffer,
+            defaults::ACCESS_LOG_BUFFER_RANGE,
+        );
         AccessLog {
             output,
             sample_successful,
@@ -82,13 +98,17 @@ impl Validator<'_> {
         let sample_ratio = t.sample_ratio.unwrap_or(defaults::OTLP_SAMPLE_RATIO);
         self.ratio(sample_ratio, "observability.otlp.sample_ratio");
         let timeout = duration::or(t.timeout, defaults::OTLP_TIMEOUT);
-        if timeout.is_zero() {
-            self.err("observability.otlp.timeout", Problem::Zero);
-        }
+        self.within(
+            "observability.otlp.timeout",
+            timeout,
+            defaults::OTLP_TIMEOUT_RANGE,
+        );
         let queue_size = t.queue_size.unwrap_or(defaults::OTLP_QUEUE_SIZE);
-        if queue_size == 0 {
-            self.err("observability.otlp.queue_size", Problem::AtLeast(1));
-        }
+        self.within(
+            "observability.otlp.queue_size",
+            queue_size,
+            defaults::OTLP_QUEUE_SIZE_RANGE,
+        );
         Otlp {
             endpoint: t.endpoint.trim_end_matches('/').to_string(),
             protocol: t.protocol.unwrap_or(defaults::OTLP_PROTOCOL),
@@ -111,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::config::model::OtlpProtocol;
-    use crate::config::tests::{MINIMAL, at, load, problems};
+    use crate::config::tests::{MINIMAL, at, load, out_of_range, problems};
 
     #[test]
     fn no_block_is_the_default_block() {
@@ -196,12 +216,18 @@ mod tests {
             problems(&src),
             at([
                 ("observability.access_log.output", Problem::NoOutput),
-                ("observability.access_log.buffer", Problem::AtLeast(1)),
+                (
+                    "observability.access_log.buffer",
+                    out_of_range(defaults::ACCESS_LOG_BUFFER_RANGE, 0)
+                ),
                 (
                     "observability.otlp.endpoint",
                     Problem::BadOtlpEndpoint("http://c".into())
                 ),
-                ("observability.otlp.queue_size", Problem::AtLeast(1)),
+                (
+                    "observability.otlp.queue_size",
+                    out_of_range(defaults::OTLP_QUEUE_SIZE_RANGE, 0)
+                ),
                 ("observability.otlp.sample_ratio", Problem::NotARatio(2.0)),
             ])
         );

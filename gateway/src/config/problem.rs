@@ -22,6 +22,18 @@ pub enum Problem {
     Unreadable(String),
     #[error("invalid YAML: {0}")]
     Yaml(String),
+    #[error("the file is {bytes} bytes; a config file may have at most {max} (1 MiB)")]
+    FileTooLarge { bytes: usize, max: usize },
+    /// Lists and mappings nested deeper than the limit (a real config needs fewer than 10).
+    #[error("lists and mappings nest more than {0} deep here")]
+    TooDeep(usize),
+    #[error("a mapping key of {bytes} bytes; keys may have at most {max}")]
+    KeyTooLong { bytes: usize, max: usize },
+    #[error("aliases (`*name`) are not supported: write the value out")]
+    Alias,
+    /// The list stopped after this many problems; how many more there were.
+    #[error("{0} more problems not shown (fix these first)")]
+    MoreProblems(usize),
     /// The document is a list or a scalar (`found` says which).
     #[error("expected a mapping at the top level, found {0}")]
     NotAMapping(&'static str),
@@ -34,11 +46,13 @@ pub enum Problem {
     Refused(String),
 
     // ---- bounds shared by every section --------------------------------------------------
-    #[error("must be at least {0}")]
-    AtLeast(usize),
-    /// A duration of 0.
-    #[error("must be greater than 0")]
-    Zero,
+    /// Outside its documented range (`config/defaults.rs`, the `_RANGE` items).
+    #[error("must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        min: Quantity,
+        max: Quantity,
+        got: Quantity,
+    },
     #[error("must not be empty")]
     Empty,
     #[error("{0} is not a ratio: use 0.0 to 1.0")]
@@ -86,17 +100,16 @@ pub enum Problem {
     NoTargets,
     #[error("invalid target \"{0}\": expected host:port such as 127.0.0.1:8000 or monolith:8000")]
     BadTarget(String),
-    #[error("{got} retries per request is an outage multiplier: use at most {max}")]
-    TooManyRetries { got: u32, max: u32 },
+    /// The target's name does not resolve on this machine (the [`super::Host`]'s words).
+    #[error("{0}")]
+    Unresolvable(String),
     #[error("must be at least backoff ({backoff:?}), got {got:?}")]
     BelowBackoff { backoff: Duration, got: Duration },
     #[error("\"{0}\" is not a valid request path")]
     BadRequestPath(String),
     #[error("not a valid Host header value")]
     BadHostHeader,
-    #[error("must be at least {min:?}, got {got:?}")]
-    TooShort { min: Duration, got: Duration },
-    #[error("must be greater than 0 and at most the interval ({interval:?}), got {got:?}")]
+    #[error("must be at most the interval ({interval:?}), got {got:?}")]
     TimeoutAboveInterval { interval: Duration, got: Duration },
     #[error("{0} is not an HTTP status (100-599)")]
     NotAStatus(u16),
@@ -167,12 +180,13 @@ pub enum Problem {
         "\"{0}\" is an identity header (auth.claims_to_headers): the client sends it here, so count by the claim instead (claim.NAME)"
     )]
     IdentityHeaderKey(HeaderName),
-    #[error("must be at least 1 (to refuse every request, remove the route)")]
-    ZeroLimit,
     #[error("more than 1,000,000 requests per second per key cannot be counted")]
     RateTooHigh,
-    #[error("must be at least 1 (leave it out to default to `limit`)")]
-    ZeroBurst,
+    #[error(
+        "an empty bucket would take {} to refill (burst × per / limit); the most is {}",
+        humantime::format_duration(*got), humantime::format_duration(*max)
+    )]
+    RefillTooLong { max: Duration, got: Duration },
     #[error("policy \"{0}\" is listed twice")]
     PolicyListedTwice(String),
     #[error("unknown policy \"{0}\": there is no top-level `rate_limits:` block")]
@@ -188,8 +202,45 @@ pub enum Problem {
     /// `access_log.output: ""`.
     #[error("must be stdout, stderr or a file path")]
     NoOutput,
+    #[error("cannot open \"{file}\" for appending: {error}")]
+    CannotOpen { file: String, error: String },
     #[error("invalid endpoint \"{0}\": expected http://host:port such as http://127.0.0.1:4317")]
     BadOtlpEndpoint(String),
+}
+
+/// A number or a duration, as a [`Problem::OutOfRange`] quotes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    Count(u64),
+    Duration(Duration),
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quantity::Count(n) => write!(f, "{n}"),
+            Quantity::Duration(d) if d.is_zero() => f.write_str("0s"),
+            Quantity::Duration(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl From<Duration> for Quantity {
+    fn from(d: Duration) -> Self {
+        Quantity::Duration(d)
+    }
+}
+
+impl From<u32> for Quantity {
+    fn from(n: u32) -> Self {
+        Quantity::Count(u64::from(n))
+    }
+}
+
+impl From<usize> for Quantity {
+    fn from(n: usize) -> Self {
+        Quantity::Count(u64::try_from(n).unwrap_or(u64::MAX))
+    }
 }
 
 /// What a [`Problem::BadName`] names.
@@ -238,13 +289,21 @@ mod tests {
                 "unknown upstream \"x\" (known: )",
             ),
             (
-                Problem::TooShort {
-                    min: ms(100),
-                    got: ms(10),
+                Problem::OutOfRange {
+                    min: ms(100).into(),
+                    max: Duration::from_secs(86_400).into(),
+                    got: Duration::ZERO.into(),
                 },
-                "must be at least 100ms, got 10ms",
+                "must be between 100ms and 1day, got 0s",
             ),
-            (Problem::AtLeast(256), "must be at least 256"),
+            (
+                Problem::OutOfRange {
+                    min: 1usize.into(),
+                    max: 1024usize.into(),
+                    got: 2_147_483_648usize.into(),
+                },
+                "must be between 1 and 1024, got 2147483648",
+            ),
             (
                 Problem::NotARatio(-0.1),
                 "-0.1 is not a ratio: use 0.0 to 1.0",

@@ -12,21 +12,22 @@ use super::model::{
 };
 use super::problem::Named;
 use super::yaml::{index, join};
-use super::{Problem, Validator, defaults, duration, file, valid_name};
+use super::{Problem, Validator, defaults, duration, file, some_names, valid_name};
 
 /// The shortest emission interval (`per / limit`): the Redis script counts in microseconds.
 const MIN_INTERVAL: Duration = Duration::from_micros(1);
 
 /// Policy names as written, even when the block fails validation (so routes naming them are
-/// not also reported as unknown). `None`: no `rate_limits:` block at all.
+/// not also reported as unknown), sorted. `None`: no `rate_limits:` block at all.
 pub(super) fn declared_policies(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     let v = v?;
-    Some(
-        v.get("policies")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default(),
-    )
+    let mut names: Vec<String> = v
+        .get("policies")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    Some(names)
 }
 
 /// `client_ip`, `route`, `claim.NAME`, `header.NAME`.
@@ -59,7 +60,14 @@ impl Validator<'_> {
         auth: Option<&AuthConfig>,
     ) -> Option<RateLimits> {
         let r: file::RateLimits = self.decode(v, "rate_limits")?;
-        let before = self.errors.len();
+        let before = self.count();
+        // Checked whatever the store, so switching to `redis` later cannot surprise.
+        let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
+        self.within(
+            "rate_limits.redis_pool_size",
+            pool_size,
+            defaults::REDIS_POOL_SIZE_RANGE,
+        );
         let store = match (r.store.unwrap_or(defaults::RATE_LIMIT_STORE), r.redis_url) {
             (file::RateLimitStore::Memory, _) => LimitStore::Memory,
             (file::RateLimitStore::Redis, None) => {
@@ -71,17 +79,15 @@ impl Validator<'_> {
                 if redis::Client::open(url.as_str()).is_err() {
                     self.err("rate_limits.redis_url", Problem::BadRedisUrl);
                 }
-                let pool_size = r.redis_pool_size.unwrap_or(defaults::REDIS_POOL_SIZE);
-                if pool_size == 0 {
-                    self.err("rate_limits.redis_pool_size", Problem::AtLeast(1));
-                }
                 LimitStore::Redis { url, pool_size }
             }
         };
         let store_timeout = duration::or(r.store_timeout, defaults::RATE_LIMIT_STORE_TIMEOUT);
-        if store_timeout.is_zero() {
-            self.err("rate_limits.store_timeout", Problem::Zero);
-        }
+        self.within(
+            "rate_limits.store_timeout",
+            store_timeout,
+            defaults::RATE_LIMIT_STORE_TIMEOUT_RANGE,
+        );
         let identity_headers: Vec<&HeaderName> = auth
             .map(|a| a.claims_to_headers.iter().map(|(_, h)| h).collect())
             .unwrap_or_default();
@@ -92,7 +98,7 @@ impl Validator<'_> {
                 policies.insert(name, Arc::new(p));
             }
         }
-        if self.errors.len() > before {
+        if self.count() > before {
             return None;
         }
         Some(RateLimits {
@@ -115,7 +121,7 @@ impl Validator<'_> {
             self.err(path, Problem::BadName(Named::Policy, name.to_string()));
         }
         let p: file::RateLimitPolicy = self.decode(v, path)?;
-        let before = self.errors.len();
+        let before = self.count();
         let key = match parse_key(&p.key) {
             Ok(LimitKey::Header(h)) if identity_headers.contains(&&h) => {
                 self.err(&join(path, "key"), Problem::IdentityHeaderKey(h));
@@ -127,18 +133,37 @@ impl Validator<'_> {
                 None
             }
         };
-        if p.limit == 0 {
-            self.err(&join(path, "limit"), Problem::ZeroLimit);
+        let burst = p.burst.unwrap_or(defaults::rate_limit_burst(p.limit));
+        let in_range = [
+            self.within(
+                &join(path, "limit"),
+                p.limit,
+                defaults::RATE_LIMIT_LIMIT_RANGE,
+            ),
+            self.within(&join(path, "per"), p.per.0, defaults::RATE_LIMIT_PER_RANGE),
+            // Left out, it is the `limit`, checked above.
+            p.burst.is_none()
+                || self.within(
+                    &join(path, "burst"),
+                    burst,
+                    defaults::RATE_LIMIT_BURST_RANGE,
+                ),
+        ];
+        if in_range.iter().all(|ok| *ok) {
+            let interval = p.per.0 / p.limit;
+            if interval < MIN_INTERVAL {
+                self.err(&join(path, "limit"), Problem::RateTooHigh);
+            } else if interval.saturating_mul(burst) > defaults::RATE_LIMIT_MAX_REFILL {
+                self.err(
+                    &join(path, "burst"),
+                    Problem::RefillTooLong {
+                        max: defaults::RATE_LIMIT_MAX_REFILL,
+                        got: interval.saturating_mul(burst),
+                    },
+                );
+            }
         }
-        if p.per.0.is_zero() {
-            self.err(&join(path, "per"), Problem::Zero);
-        } else if p.limit > 0 && p.per.0 / p.limit < MIN_INTERVAL {
-            self.err(&join(path, "limit"), Problem::RateTooHigh);
-        }
-        if p.burst == Some(0) {
-            self.err(&join(path, "burst"), Problem::ZeroBurst);
-        }
-        if self.errors.len() > before {
+        if self.count() > before {
             return None;
         }
         Some(LimitPolicy {
@@ -146,7 +171,7 @@ impl Validator<'_> {
             key: key?,
             limit: p.limit,
             per: p.per.0,
-            burst: p.burst.unwrap_or(defaults::rate_limit_burst(p.limit)),
+            burst,
         })
     }
 
@@ -160,9 +185,10 @@ impl Validator<'_> {
     ) {
         for r in routes {
             let list = join(&index("routes", r.index), "rate_limit");
+            let mut listed = std::collections::HashSet::new();
             for (j, name) in r.rate_limit.iter().enumerate() {
                 let at = index(&list, j);
-                if r.rate_limit[..j].contains(name) {
+                if !listed.insert(name) {
                     self.err(&at, Problem::PolicyListedTwice(name.clone()));
                     continue;
                 }
@@ -170,12 +196,12 @@ impl Validator<'_> {
                     self.err(&at, Problem::NoRateLimitsBlock(name.clone()));
                     continue;
                 };
-                if !declared.iter().any(|d| d == name) {
+                if declared.binary_search(name).is_err() {
                     self.err(
                         &at,
                         Problem::UnknownPolicy {
                             name: name.clone(),
-                            known: declared.to_vec(),
+                            known: some_names(declared),
                         },
                     );
                     continue;
@@ -203,7 +229,7 @@ mod tests {
     use super::*;
     use crate::config::load_str;
     use crate::config::model::OnStoreError;
-    use crate::config::tests::{MINIMAL, at, errors, problems};
+    use crate::config::tests::{MINIMAL, at, errors, out_of_range, problems};
 
     const BASE: &str = "upstreams:\n  a: { targets: [127.0.0.1:9] }\n";
 
@@ -267,7 +293,10 @@ mod tests {
         assert_eq!(
             problems(&src),
             at([
-                ("rate_limits.store_timeout", Problem::Zero),
+                (
+                    "rate_limits.store_timeout",
+                    out_of_range(defaults::RATE_LIMIT_STORE_TIMEOUT_RANGE, Duration::ZERO)
+                ),
                 (
                     "rate_limits.policies.a b",
                     Problem::BadName(Named::Policy, "a b".into())
@@ -319,7 +348,9 @@ mod tests {
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 5, "{e}");
         assert!(
-            lines[0].starts_with("gw.yaml:5:33: rate_limits.policies.a.limit: must be at least 1"),
+            lines[0].starts_with(
+                "gw.yaml:5:33: rate_limits.policies.a.limit: must be between 1 and 1000000000, got 0"
+            ),
             "{e}"
         );
         assert!(
@@ -327,12 +358,14 @@ mod tests {
             "{e}"
         );
         assert!(
-            lines[2].starts_with("gw.yaml:7:48: rate_limits.policies.c.burst: must be at least 1"),
+            lines[2].starts_with(
+                "gw.yaml:7:48: rate_limits.policies.c.burst: must be between 1 and 1000000000, got 0"
+            ),
             "{e}"
         );
         assert_eq!(
             lines[3],
-            "gw.yaml:8:37: rate_limits.policies.d.per: must be greater than 0"
+            "gw.yaml:8:37: rate_limits.policies.d.per: must be between 1ms and 1year, got 0s"
         );
         assert!(
             lines[4].starts_with("gw.yaml:9:41: rate_limits.policies.e.brust: unknown field"),

@@ -14,7 +14,7 @@ use super::model::{
 use super::problem::Named;
 use super::upstreams::Upstreams;
 use super::yaml::{Pos, index, join};
-use super::{Problem, Validator, defaults, file, valid_name};
+use super::{Problem, Validator, defaults, file, some_names, valid_name};
 use crate::path;
 
 /// `header.NAME`, `cookie.NAME`, `client_ip`, `claim.NAME`.
@@ -103,7 +103,7 @@ impl Validator<'_> {
         {
             self.err(&join(path, "sticky_by"), Problem::ClaimWithoutAuth);
         }
-        let errors_before = self.errors.len();
+        let errors_before = self.count();
         if !valid_name(&r.name) {
             self.err(
                 &join(path, "name"),
@@ -125,8 +125,13 @@ impl Validator<'_> {
                     self.err(&split_path, Problem::EmptySplit);
                 }
                 for (i, s) in sides.iter().enumerate() {
-                    let at = join(&index(&split_path, i), "upstream");
-                    self.known_upstream(&s.upstream, &at, upstreams);
+                    let side = index(&split_path, i);
+                    self.known_upstream(&s.upstream, &join(&side, "upstream"), upstreams);
+                    self.within(
+                        &join(&side, "weight"),
+                        s.weight,
+                        defaults::SPLIT_WEIGHT_RANGE,
+                    );
                 }
                 if !sides.is_empty() && sides.iter().map(|s| u64::from(s.weight)).sum::<u64>() == 0
                 {
@@ -198,7 +203,7 @@ impl Validator<'_> {
             // route back to the monolith must not require deleting its fallback first.
             self.known_upstream(fb, &join(path, "fallback"), upstreams);
         }
-        if self.errors.len() > errors_before {
+        if self.count() > errors_before {
             return None;
         }
         Some(RouteSpec {
@@ -221,14 +226,14 @@ impl Validator<'_> {
                 at,
                 Problem::UnknownUpstream {
                     name: name.to_string(),
-                    known: upstreams.valid.keys().cloned().collect(),
+                    known: some_names(upstreams.valid.keys()),
                 },
             );
         }
     }
 
     fn matcher(&mut self, m: file::Match, path: &str) -> Option<Matcher> {
-        let before = self.errors.len();
+        let before = self.count();
         let path_match = match (m.path_prefix, m.path) {
             (Some(_), Some(_)) => {
                 self.err(path, Problem::PathAndPrefix);
@@ -288,7 +293,7 @@ impl Validator<'_> {
                 }
             })
             .collect();
-        if self.errors.len() > before {
+        if self.count() > before {
             return None;
         }
         Some(Matcher {

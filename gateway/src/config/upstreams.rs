@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::model::{BreakerSpec, HealthCheckSpec, RetryPolicy, StatusSet, Timeouts, UpstreamSpec};
 use super::problem::Named;
@@ -14,25 +13,21 @@ use super::{Problem, Validator, defaults, duration, file, valid_name};
 use crate::breaker::BreakerConfig;
 use crate::retry_budget::BudgetConfig;
 
-/// More retries than this per request multiply an outage instead of riding it out.
-const MAX_RETRY_ATTEMPTS: u32 = 10;
-/// Health checks more often than this would be load, not monitoring.
-const MIN_HEALTH_INTERVAL: Duration = Duration::from_millis(100);
-
 /// The upstreams that passed their checks, and every name declared (valid or not), so a route
 /// naming an upstream that failed is not also told it is unknown.
 pub(super) struct Upstreams {
     pub(super) valid: BTreeMap<String, Arc<UpstreamSpec>>,
-    declared: Vec<String>,
+    declared: std::collections::BTreeSet<String>,
 }
 
 impl Upstreams {
     pub(super) fn is_declared(&self, name: &str) -> bool {
-        self.declared.iter().any(|d| d == name)
+        self.declared.contains(name)
     }
 }
 
-/// `host:port`, `[v6]:port`; the host is resolved later (at run time, not by `validate`).
+/// `host:port`, `[v6]:port`. Whether the host resolves is a check of the host, not of the text
+/// (`Validator::resolvable`).
 fn check_target(t: &str) -> Result<(), Problem> {
     if SocketAddr::from_str(t).is_ok() {
         return Ok(());
@@ -78,8 +73,10 @@ impl Validator<'_> {
             self.err(&targets_path, Problem::NoTargets);
         }
         for (i, t) in u.targets.iter().enumerate() {
-            if let Err(problem) = check_target(t) {
-                self.err(&index(&targets_path, i), problem);
+            let at = index(&targets_path, i);
+            match check_target(t) {
+                Ok(()) => self.resolvable(t, &at),
+                Err(problem) => self.err(&at, problem),
             }
         }
         let t = u.timeouts.unwrap_or_default();
@@ -89,13 +86,16 @@ impl Validator<'_> {
             idle: duration::or(t.idle, defaults::IDLE_TIMEOUT),
         };
         let timeouts_path = join(path, "timeouts");
-        for (field, d) in [
-            ("connect", timeouts.connect),
-            ("response", timeouts.response),
+        for (field, d, range) in [
+            ("connect", timeouts.connect, defaults::CONNECT_TIMEOUT_RANGE),
+            (
+                "response",
+                timeouts.response,
+                defaults::RESPONSE_TIMEOUT_RANGE,
+            ),
+            ("idle", timeouts.idle, defaults::IDLE_TIMEOUT_RANGE),
         ] {
-            if d.is_zero() {
-                self.err(&join(&timeouts_path, field), Problem::Zero);
-            }
+            self.within(&join(&timeouts_path, field), d, range);
         }
         let retries = self.retries(u.retries.unwrap_or_default(), &join(path, "retries"));
         let health_check = u
@@ -116,8 +116,23 @@ impl Validator<'_> {
         })
     }
 
+    /// With a [`super::Host`]: the target resolves there; each name is looked up once per load.
+    fn resolvable(&mut self, target: &str, path: &str) {
+        let Some(host) = self.host else {
+            return;
+        };
+        let outcome = self
+            .resolved
+            .entry(target.to_string())
+            .or_insert_with(|| host.resolve(target))
+            .clone();
+        if let Err(e) = outcome {
+            self.err(path, Problem::Unresolvable(e));
+        }
+    }
+
     fn retries(&mut self, r: file::Retries, path: &str) -> Option<RetryPolicy> {
-        let before = self.errors.len();
+        let before = self.count();
         let b = r.budget.unwrap_or_default();
         let budget = BudgetConfig {
             ratio: b.ratio.unwrap_or(defaults::RETRY_BUDGET_RATIO),
@@ -126,8 +141,20 @@ impl Validator<'_> {
                 .unwrap_or(defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND),
             window: duration::or(b.window, defaults::RETRY_BUDGET_WINDOW),
         };
+        let budget_path = join(path, "budget");
+        self.within(
+            &join(&budget_path, "min_retries_per_second"),
+            budget.min_retries_per_second,
+            defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
+        );
+        self.within(
+            &join(&budget_path, "window"),
+            budget.window,
+            defaults::RETRY_BUDGET_WINDOW_RANGE,
+        );
+        // The runtime type's own rules (the ratio).
         if let Err(e) = budget.validate() {
-            self.refused(&join(path, "budget"), &e);
+            self.refused(&budget_path, &e);
         }
         let policy = RetryPolicy {
             attempts: r.attempts.unwrap_or(defaults::RETRY_ATTEMPTS),
@@ -135,16 +162,22 @@ impl Validator<'_> {
             max_backoff: duration::or(r.max_backoff, defaults::RETRY_MAX_BACKOFF),
             budget,
         };
-        if policy.attempts > MAX_RETRY_ATTEMPTS {
-            self.err(
-                &join(path, "attempts"),
-                Problem::TooManyRetries {
-                    got: policy.attempts,
-                    max: MAX_RETRY_ATTEMPTS,
-                },
-            );
-        }
-        if policy.max_backoff < policy.backoff {
+        self.within(
+            &join(path, "attempts"),
+            policy.attempts,
+            defaults::RETRY_ATTEMPTS_RANGE,
+        );
+        self.within(
+            &join(path, "backoff"),
+            policy.backoff,
+            defaults::RETRY_BACKOFF_RANGE,
+        );
+        if self.within(
+            &join(path, "max_backoff"),
+            policy.max_backoff,
+            defaults::RETRY_MAX_BACKOFF_RANGE,
+        ) && policy.max_backoff < policy.backoff
+        {
             self.err(
                 &join(path, "max_backoff"),
                 Problem::BelowBackoff {
@@ -153,11 +186,11 @@ impl Validator<'_> {
                 },
             );
         }
-        (self.errors.len() == before).then_some(policy)
+        (self.count() == before).then_some(policy)
     }
 
     fn health_check(&mut self, h: file::HealthCheck, path: &str) -> Option<HealthCheckSpec> {
-        let before = self.errors.len();
+        let before = self.count();
         if !h.path.starts_with('/') {
             self.err(&join(path, "path"), Problem::NoLeadingSlash(h.path.clone()));
         } else if http::uri::PathAndQuery::from_str(&h.path).is_err() {
@@ -178,16 +211,18 @@ impl Validator<'_> {
                 .unhealthy_threshold
                 .unwrap_or(defaults::UNHEALTHY_THRESHOLD),
         };
-        if spec.interval < MIN_HEALTH_INTERVAL {
-            self.err(
-                &join(path, "interval"),
-                Problem::TooShort {
-                    min: MIN_HEALTH_INTERVAL,
-                    got: spec.interval,
-                },
-            );
-        }
-        if spec.timeout.is_zero() || spec.timeout > spec.interval {
+        let interval_ok = self.within(
+            &join(path, "interval"),
+            spec.interval,
+            defaults::HEALTH_INTERVAL_RANGE,
+        );
+        if self.within(
+            &join(path, "timeout"),
+            spec.timeout,
+            defaults::HEALTH_TIMEOUT_RANGE,
+        ) && interval_ok
+            && spec.timeout > spec.interval
+        {
             self.err(
                 &join(path, "timeout"),
                 Problem::TimeoutAboveInterval {
@@ -196,15 +231,21 @@ impl Validator<'_> {
                 },
             );
         }
-        for (field, v) in [
-            ("healthy_threshold", spec.healthy_threshold),
-            ("unhealthy_threshold", spec.unhealthy_threshold),
+        for (field, v, range) in [
+            (
+                "healthy_threshold",
+                spec.healthy_threshold,
+                defaults::HEALTHY_THRESHOLD_RANGE,
+            ),
+            (
+                "unhealthy_threshold",
+                spec.unhealthy_threshold,
+                defaults::UNHEALTHY_THRESHOLD_RANGE,
+            ),
         ] {
-            if v == 0 {
-                self.err(&join(path, field), Problem::AtLeast(1));
-            }
+            self.within(&join(path, field), v, range);
         }
-        (self.errors.len() == before).then_some(spec)
+        (self.count() == before).then_some(spec)
     }
 
     /// `Some(None)`: valid and switched off; `None`: invalid (errors recorded).
@@ -213,7 +254,7 @@ impl Validator<'_> {
         c: file::CircuitBreaker,
         path: &str,
     ) -> Option<Option<BreakerSpec>> {
-        let before = self.errors.len();
+        let before = self.count();
         let open_for = duration::or(c.open_for, defaults::BREAKER_OPEN_FOR);
         let config = BreakerConfig {
             failure_ratio: c.failure_ratio.unwrap_or(defaults::BREAKER_FAILURE_RATIO),
@@ -225,6 +266,36 @@ impl Validator<'_> {
                 .half_open_requests
                 .unwrap_or(defaults::BREAKER_HALF_OPEN_REQUESTS),
         };
+        for (field, v, range) in [
+            (
+                "min_requests",
+                config.min_requests,
+                defaults::BREAKER_MIN_REQUESTS_RANGE,
+            ),
+            (
+                "half_open_requests",
+                config.half_open_requests,
+                defaults::BREAKER_HALF_OPEN_REQUESTS_RANGE,
+            ),
+        ] {
+            self.within(&join(path, field), v, range);
+        }
+        for (field, d, range) in [
+            ("window", config.window, defaults::BREAKER_WINDOW_RANGE),
+            (
+                "open_for",
+                config.open_for,
+                defaults::BREAKER_OPEN_FOR_RANGE,
+            ),
+            (
+                "max_open_for",
+                config.max_open_for,
+                defaults::BREAKER_MAX_OPEN_FOR_RANGE,
+            ),
+        ] {
+            self.within(&join(path, field), d, range);
+        }
+        // The runtime type's own rules (the ratio, max_open_for >= open_for).
         if let Err(e) = config.validate() {
             self.refused(path, &e);
         }
@@ -232,7 +303,7 @@ impl Validator<'_> {
             None => defaults::breaker_failure_statuses(),
             Some(entries) => self.statuses(&entries, &join(path, "failure_statuses")),
         };
-        if self.errors.len() > before {
+        if self.count() > before {
             return None;
         }
         Some(
@@ -265,8 +336,15 @@ impl Validator<'_> {
     }
 
     /// An error from a runtime type's `validate()`, which starts with its field name
-    /// (`ratio: must be ...`): reported at `path.field`.
+    /// (`ratio: must be ...`): reported at `path.field`, unless that field's range check has
+    /// already reported it.
     fn refused(&mut self, path: &str, error: &str) {
+        if let Some((field, _)) = error.split_once(": ") {
+            let at = join(path, field);
+            if self.errors.iter().any(|e| e.path == at) {
+                return;
+            }
+        }
         match error.split_once(": ") {
             Some((field, reason)) if valid_name(field) => {
                 self.err(&join(path, field), Problem::Refused(reason.to_string()))
@@ -278,9 +356,11 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::model::LoadBalancing;
-    use crate::config::tests::{at, load, problems};
+    use crate::config::tests::{at, load, out_of_range, problems};
 
     /// One upstream `a` written as the flow mapping `upstream`, and a route to it.
     fn one_upstream(upstream: &str) -> String {
@@ -382,8 +462,14 @@ mod tests {
                     "upstreams.a b.targets[0]",
                     Problem::BadTarget("nohost".into())
                 ),
-                ("upstreams.a b.timeouts.connect", Problem::Zero),
-                ("upstreams.a b.timeouts.response", Problem::Zero),
+                (
+                    "upstreams.a b.timeouts.connect",
+                    out_of_range(defaults::CONNECT_TIMEOUT_RANGE, Duration::ZERO)
+                ),
+                (
+                    "upstreams.a b.timeouts.response",
+                    out_of_range(defaults::RESPONSE_TIMEOUT_RANGE, Duration::ZERO)
+                ),
                 ("upstreams.c.targets", Problem::NoTargets),
             ])
         );
@@ -403,7 +489,7 @@ mod tests {
             at([
                 (
                     "upstreams.a.retries.attempts",
-                    Problem::TooManyRetries { got: 11, max: 10 }
+                    out_of_range(defaults::RETRY_ATTEMPTS_RANGE, 11)
                 ),
                 (
                     "upstreams.a.retries.max_backoff",
@@ -414,7 +500,7 @@ mod tests {
                 ),
                 (
                     "upstreams.a.retries.budget.window",
-                    Problem::Refused("must be longer than 0s".into())
+                    out_of_range(defaults::RETRY_BUDGET_WINDOW_RANGE, Duration::ZERO)
                 ),
                 (
                     "upstreams.a.health_check.path",
@@ -423,18 +509,15 @@ mod tests {
                 ("upstreams.a.health_check.host", Problem::BadHostHeader),
                 (
                     "upstreams.a.health_check.timeout",
-                    Problem::TimeoutAboveInterval {
-                        interval: ms(1000),
-                        got: ms(0)
-                    }
+                    out_of_range(defaults::HEALTH_TIMEOUT_RANGE, Duration::ZERO)
                 ),
                 (
                     "upstreams.a.health_check.unhealthy_threshold",
-                    Problem::AtLeast(1)
+                    out_of_range(defaults::UNHEALTHY_THRESHOLD_RANGE, 0)
                 ),
                 (
                     "upstreams.a.circuit_breaker.min_requests",
-                    Problem::Refused("must be at least 1".into())
+                    out_of_range(defaults::BREAKER_MIN_REQUESTS_RANGE, 0)
                 ),
                 (
                     "upstreams.a.circuit_breaker.failure_statuses[0]",

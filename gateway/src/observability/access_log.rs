@@ -72,6 +72,12 @@ pub fn keep(status: u16, ratio: f64, roll: f64) -> bool {
 /// The initial capacity of a line's buffer.
 const LINE_CAPACITY: usize = 512;
 
+/// Opens (creating it when missing) an access-log file for appending: what the writer does at
+/// start, and what `gateway validate` does to check that it can.
+pub fn open_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
 /// The handle the request path writes through.
 pub struct Writer {
     tx: SyncSender<Msg>,
@@ -92,11 +98,7 @@ impl Writer {
             AccessLogOutput::Stdout => Box::new(std::io::stdout()),
             AccessLogOutput::Stderr => Box::new(std::io::stderr()),
             AccessLogOutput::File(path) => Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("access log {}: {e}", path.display()))?,
+                open_file(path).map_err(|e| format!("access log {}: {e}", path.display()))?,
             ),
         };
         let (tx, rx) = sync_channel(cfg.buffer);

@@ -111,9 +111,95 @@ fn validate_reports_syntax_errors_duplicates_and_accepts_good_files() {
         "good.yaml",
         "upstreams:\n  u: { targets: [monolith:8000] }\nroutes:\n  - name: all\n    match: { path_prefix: / }\n    upstream: u\n",
     );
-    let (code, stdout, stderr) = gateway(&["validate", &good]);
+    // `monolith` resolves in the compose network only: --offline checks the file alone.
+    let (code, stdout, stderr) = gateway(&["validate", "--offline", &good]);
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout.trim(), format!("{good}: ok"));
+}
+
+/// Issue 16: `validate` said yes where `run` said no (an access log in a missing directory, a
+/// target name that does not resolve). Both now go through the same code and say the same,
+/// with the position; `--offline` leaves out what depends on the machine.
+#[test]
+fn validate_and_run_agree_on_what_this_machine_must_provide() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("no-such-dir").join("access.log");
+    let file = write(
+        &dir,
+        "host.yaml",
+        &format!(
+            "upstreams:\n  a: {{ targets: [127.0.0.1:8000, no-such-host.invalid:80] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\nobservability:\n  access_log: {{ output: \"{}\" }}\n",
+            log.display()
+        ),
+    );
+    let (code, _, validate) = gateway(&["validate", &file]);
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = validate.lines().collect();
+    assert_eq!(lines.len(), 2, "{validate}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{file}:2:34: upstreams.a.targets[1]: cannot resolve target \"no-such-host.invalid:80\": "
+        )),
+        "{validate}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{file}:6:25: observability.access_log.output: cannot open \"{}\" for appending: No such file or directory (os error 2)",
+            log.display()
+        )
+    );
+    // `run` refuses the file with the same words.
+    let (code, _, run) = gateway(&["run", "--config", &file]);
+    assert_ne!(code, 0);
+    for line in &lines {
+        assert!(run.contains(line), "run said:\n{run}\nnot:\n{line}");
+    }
+    // Offline, the file itself is fine.
+    let (code, stdout, stderr) = gateway(&["validate", "--offline", &file]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+
+    // Once the directory exists, validate opens (creates) the log, as run would.
+    std::fs::create_dir(log.parent().unwrap()).unwrap();
+    let ok = write(
+        &dir,
+        "ok.yaml",
+        &format!(
+            "upstreams:\n  a: {{ targets: [localhost:8000] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\nobservability:\n  access_log: {{ output: \"{}\" }}\n",
+            log.display()
+        ),
+    );
+    let (code, _, stderr) = gateway(&["validate", &ok]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(log.is_file());
+}
+
+/// Values that aborted the gateway (issue 16) are `validate` errors with their range.
+#[test]
+fn validate_refuses_values_outside_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "ranges.yaml",
+        "server: { threads: 2147483648, drain_timeout: 1000000y }\nauth: { issuer: i, audiences: [a], jwks_url: \"http://127.0.0.1:1/j\", algorithms: [RS256], jwks_timeout: 0s }\nrate_limits:\n  policies:\n    p: { key: route, limit: 1, per: 584y }\nupstreams:\n  a: { targets: [127.0.0.1:8000] }\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a }\n",
+    );
+    let (code, _, stderr) = gateway(&["validate", &file]);
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{file}:1:20: server.threads: must be between 1 and 1024, got 2147483648"),
+            format!(
+                "{file}:1:47: server.drain_timeout: must be between 0s and 1h, got 1000000years"
+            ),
+            format!("{file}:2:105: auth.jwks_timeout: must be between 1ms and 5m, got 0s"),
+            format!(
+                "{file}:5:37: rate_limits.policies.p.per: must be between 1ms and 1year, got 584years"
+            ),
+        ],
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -298,14 +384,14 @@ routes:
     let (code, _, stderr) = gateway(&["validate", &file]);
     assert_ne!(code, 0);
     let expect = [
-        ":4:26: upstreams.a.retries.attempts: 50 retries per request is an outage multiplier: use at most 10",
+        ":4:26: upstreams.a.retries.attempts: must be between 0 and 10, got 50",
         ":4:56: upstreams.a.retries.max_backoff: must be at least backoff (1s), got 10ms",
         ":4:79: upstreams.a.retries.budget.ratio: must be between 0 and 1, got 1.5",
         ":5:27: upstreams.a.health_check.path: \"healthz\" must start with '/'",
-        ":5:46: upstreams.a.health_check.interval: must be at least 100ms, got 10ms",
-        ":5:61: upstreams.a.health_check.timeout: must be greater than 0 and at most the interval (10ms), got 5s",
-        ":5:84: upstreams.a.health_check.healthy_threshold: must be at least 1",
+        ":5:46: upstreams.a.health_check.interval: must be between 100ms and 1day, got 10ms",
+        ":5:84: upstreams.a.health_check.healthy_threshold: must be between 1 and 10000, got 0",
         ":6:39: upstreams.a.circuit_breaker.failure_ratio: must be at least 0 and below 1, got 1",
+        ":6:56: upstreams.a.circuit_breaker.min_requests: must be between 1 and 1000000, got 0",
         ":6:83: upstreams.a.circuit_breaker.failure_statuses[1]: 700 is not an HTTP status (100-599)",
         ":6:88: upstreams.a.circuit_breaker.failure_statuses[2]: \"teapot\": use a status code (503) or a class (4xx, 5xx)",
         ":16:15: routes[1].fallback: unknown upstream \"nope\" (known: b)",
@@ -355,7 +441,7 @@ observability:
         format!(
             "{file}:13:19: observability.otlp.sample_ratio: -0.1 is not a ratio: use 0.0 to 1.0"
         ),
-        format!("{file}:14:14: observability.otlp.timeout: must be greater than 0"),
+        format!("{file}:14:14: observability.otlp.timeout: must be between 1ms and 5m, got 0s"),
     ];
     assert_eq!(stderr.trim_end().lines().collect::<Vec<_>>(), expected);
 

@@ -57,19 +57,11 @@ async fn reload_by_write_then_bad_file_then_recovery() {
     for _ in 0..20 {
         assert_eq!(served_by(&gw).await, "b");
     }
-    let cfg: serde_json::Value = testkit::http_client()
-        .get(gw.admin_url("/admin/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let err = cfg["last_reload_error"].as_str().unwrap();
-    assert!(
-        err.contains("routes[0].match.path_prefx: unknown field `path_prefx`"),
-        "{err}"
-    );
+    reload_error_about(
+        &gw,
+        "routes[0].match.path_prefx: unknown field `path_prefx`",
+    )
+    .await;
     assert!(
         gw.proc.stderr().contains("config reload failed"),
         "the failure is logged"
@@ -176,4 +168,97 @@ async fn reload_by_sighup_and_in_flight_requests_keep_their_config() {
         "{}",
         gw.proc.stderr()
     );
+}
+
+/// Issue 16: a 4,200-deep YAML list (8.6 KB) overflowed the reloader's stack and aborted the
+/// gateway, and a rate-limit `per` of 584 years aborted it on reload. Both are now refused
+/// like any bad file: the gateway keeps serving its last good config, counts and logs the
+/// failure, and `gateway validate` names the same place in the file.
+#[tokio::test]
+async fn a_file_that_used_to_crash_the_reloader_is_refused_and_serving_goes_on() {
+    let a = Echo::start("a").await;
+    let good = routes_to(&a.addr(), "r1");
+    let gw = Gateway::start(&good).await;
+    assert_eq!(served_by(&gw).await, "a");
+
+    let deep = format!("{good}deep:\n  {}x\n", "- ".repeat(4_200));
+    gw.write_config(&deep);
+    let error = reload_error_about(&gw, "nest more than").await;
+    // The preamble is 3 lines, `good` 6: `deep:` is line 10, its 64th `-` opens level 65.
+    assert!(
+        error.ends_with(":11:129: lists and mappings nest more than 64 deep here"),
+        "{error}"
+    );
+    for _ in 0..10 {
+        assert_eq!(served_by(&gw).await, "a", "the last good config serves");
+    }
+
+    gw.write_config(&format!(
+        "{good}rate_limits: {{ policies: {{ p: {{ key: route, limit: 1, per: 584y }} }} }}\n"
+    ));
+    let error = reload_error_about(&gw, "rate_limits.policies.p.per").await;
+    assert!(
+        error.ends_with(
+            ":10:60: rate_limits.policies.p.per: must be between 1ms and 1year, got 584years"
+        ),
+        "{error}"
+    );
+    assert_eq!(served_by(&gw).await, "a");
+    assert_eq!(
+        gw.metric("gateway_config_last_reload_successful").await,
+        Some(0.0)
+    );
+    assert!(
+        gw.metric(r#"gateway_config_reloads_total{result="failure"}"#)
+            .await
+            .unwrap()
+            >= 2.0
+    );
+    assert!(gw.proc.stderr().contains("config reload failed"));
+
+    // `validate` says the same about the same file, with its position.
+    std::fs::write(&gw.config, &deep).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("validate")
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "{}:8:129: lists and mappings nest more than 64 deep here",
+            gw.config.display()
+        )
+    );
+
+    // And the next good file still applies.
+    gw.write_config(&routes_to(&a.addr(), "r2"));
+    gw.wait_metric("gateway_config_last_reload_successful", Want::Eq(1.0))
+        .await;
+}
+
+/// Waits until `/admin/config`'s `last_reload_error` mentions `what`; returns it.
+async fn reload_error_about(gw: &Gateway, what: &str) -> String {
+    eventually(
+        &format!("a reload error about {what}"),
+        Duration::from_secs(10),
+        || async {
+            let cfg: serde_json::Value = testkit::http_client()
+                .get(gw.admin_url("/admin/config"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let error = cfg["last_reload_error"].as_str().unwrap_or_default();
+            if error.contains(what) {
+                Ok(error.to_string())
+            } else {
+                Err(error.to_string())
+            }
+        },
+    )
+    .await
 }
