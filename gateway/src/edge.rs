@@ -136,7 +136,7 @@ impl Edge {
             "request head refused: {e}"
         );
         // Best effort: the client may already be gone.
-        let _ = tokio::time::timeout(KEEPALIVE, stream.write_all(&response)).await;
+        let _ = pingora_timeout::timeout(KEEPALIVE, stream.write_all(&response)).await;
         let _ = stream.flush().await;
         let _ = stream.shutdown().await;
     }
@@ -156,7 +156,8 @@ async fn read_head(stream: &mut Stream, shutdown: &ShutdownWatch) -> Read {
     let mut shutdown = shutdown.clone();
     loop {
         let idle = buf.is_empty();
-        let read = tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf));
+        // pingora's own coarse timer, as its reads use: far cheaper than a tokio timer entry.
+        let read = pingora_timeout::timeout(KEEPALIVE, stream.read_buf(&mut buf));
         let n = if idle {
             tokio::select! {
                 biased;
