@@ -103,32 +103,62 @@ impl Default for BreakerConfig {
 impl BreakerConfig {
     /// Checks the settings; the error starts with the field name, for the config layer to prefix
     /// with its path (`upstreams.payments.circuit_breaker.`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BreakerRule> {
         let r = self.failure_ratio;
         if !(0.0..1.0).contains(&r) {
-            return Err(format!(
-                "failure_ratio: must be at least 0 and below 1, got {r}"
-            ));
+            return Err(BreakerRule::FailureRatio(r));
         }
         if self.min_requests == 0 {
-            return Err("min_requests: must be at least 1".into());
+            return Err(BreakerRule::MinRequests);
         }
         if self.window.is_zero() {
-            return Err("window: must be longer than 0s".into());
+            return Err(BreakerRule::Window);
         }
         if self.open_for.is_zero() {
-            return Err("open_for: must be longer than 0s".into());
+            return Err(BreakerRule::OpenFor);
         }
         if self.max_open_for < self.open_for {
-            return Err(format!(
-                "max_open_for: must be at least open_for ({:?}), got {:?}",
-                self.open_for, self.max_open_for
-            ));
+            return Err(BreakerRule::MaxOpenFor {
+                open_for: self.open_for,
+                got: self.max_open_for,
+            });
         }
         if self.half_open_requests == 0 {
-            return Err("half_open_requests: must be at least 1".into());
+            return Err(BreakerRule::HalfOpenRequests);
         }
         Ok(())
+    }
+}
+
+/// A rule of [`BreakerConfig`] that a value breaks: [`BreakerRule::field`] names the field,
+/// `Display` says what it must be.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum BreakerRule {
+    #[error("must be at least 0 and below 1, got {0}")]
+    FailureRatio(f64),
+    #[error("must be at least 1")]
+    MinRequests,
+    #[error("must be longer than 0s")]
+    Window,
+    #[error("must be longer than 0s")]
+    OpenFor,
+    #[error("must be at least open_for ({open_for:?}), got {got:?}")]
+    MaxOpenFor { open_for: Duration, got: Duration },
+    #[error("must be at least 1")]
+    HalfOpenRequests,
+}
+
+impl BreakerRule {
+    /// The field of `circuit_breaker` the rule is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            BreakerRule::FailureRatio(_) => "failure_ratio",
+            BreakerRule::MinRequests => "min_requests",
+            BreakerRule::Window => "window",
+            BreakerRule::OpenFor => "open_for",
+            BreakerRule::MaxOpenFor { .. } => "max_open_for",
+            BreakerRule::HalfOpenRequests => "half_open_requests",
+        }
     }
 }
 
@@ -668,7 +698,8 @@ mod tests {
         let bad = |f: fn(&mut BreakerConfig)| {
             let mut c = BreakerConfig::default();
             f(&mut c);
-            c.validate().expect_err("invalid")
+            let rule = c.validate().expect_err("invalid");
+            format!("{}: {rule}", rule.field())
         };
         assert_eq!(
             bad(|c| c.failure_ratio = 1.0),

@@ -63,13 +63,13 @@ impl Default for BudgetConfig {
 impl BudgetConfig {
     /// Checks the settings; the error starts with the field name, for the config layer to prefix
     /// with its path (`upstreams.payments.retry_budget.`).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BudgetRule> {
         let r = self.ratio;
         if !(0.0..=1.0).contains(&r) {
-            return Err(format!("ratio: must be between 0 and 1, got {r}"));
+            return Err(BudgetRule::Ratio(r));
         }
         if self.window.is_zero() {
-            return Err("window: must be longer than 0s".into());
+            return Err(BudgetRule::Window);
         }
         Ok(())
     }
@@ -77,6 +77,26 @@ impl BudgetConfig {
     /// `min_retries_per_second × window_secs`.
     fn floor(&self) -> f64 {
         f64::from(self.min_retries_per_second) * self.window.as_secs_f64()
+    }
+}
+
+/// A rule of [`BudgetConfig`] that a value breaks: [`BudgetRule::field`] names the field,
+/// `Display` says what it must be.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum BudgetRule {
+    #[error("must be between 0 and 1, got {0}")]
+    Ratio(f64),
+    #[error("must be longer than 0s")]
+    Window,
+}
+
+impl BudgetRule {
+    /// The field of `retries.budget` the rule is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            BudgetRule::Ratio(_) => "ratio",
+            BudgetRule::Window => "window",
+        }
     }
 }
 
@@ -180,7 +200,8 @@ mod tests {
         let bad = |f: fn(&mut BudgetConfig)| {
             let mut c = BudgetConfig::default();
             f(&mut c);
-            c.validate().expect_err("invalid")
+            let rule = c.validate().expect_err("invalid");
+            format!("{}: {rule}", rule.field())
         };
         assert_eq!(
             bad(|c| c.ratio = 1.5),

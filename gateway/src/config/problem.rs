@@ -40,10 +40,12 @@ pub enum Problem {
     /// serde refused a value: wrong type, unknown field, missing field. Its words, tidied.
     #[error("{0}")]
     Decode(String),
-    /// A runtime type's own check (`BreakerConfig::validate`, `BudgetConfig::validate`)
-    /// refused the value; its reason as it words it.
+    /// A rule of the circuit breaker's own (`BreakerConfig::validate`) that no range covers.
     #[error("{0}")]
-    Refused(String),
+    Breaker(crate::breaker::BreakerRule),
+    /// A rule of the retry budget's own (`BudgetConfig::validate`) that no range covers.
+    #[error("{0}")]
+    Budget(crate::retry_budget::BudgetRule),
 
     // ---- bounds shared by every section --------------------------------------------------
     /// Outside its documented range (`config/defaults.rs`, the `_RANGE` items).

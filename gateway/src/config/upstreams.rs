@@ -153,8 +153,8 @@ impl Validator<'_> {
             defaults::RETRY_BUDGET_WINDOW_RANGE,
         );
         // The runtime type's own rules (the ratio).
-        if let Err(e) = budget.validate() {
-            self.refused(&budget_path, &e);
+        if let Err(rule) = budget.validate() {
+            self.refused(&budget_path, rule.field(), Problem::Budget(rule));
         }
         let policy = RetryPolicy {
             attempts: r.attempts.unwrap_or(defaults::RETRY_ATTEMPTS),
@@ -296,8 +296,8 @@ impl Validator<'_> {
             self.within(&join(path, field), d, range);
         }
         // The runtime type's own rules (the ratio, max_open_for >= open_for).
-        if let Err(e) = config.validate() {
-            self.refused(path, &e);
+        if let Err(rule) = config.validate() {
+            self.refused(path, rule.field(), Problem::Breaker(rule));
         }
         let failure_statuses = match c.failure_statuses {
             None => defaults::breaker_failure_statuses(),
@@ -335,21 +335,12 @@ impl Validator<'_> {
         set
     }
 
-    /// An error from a runtime type's `validate()`, which starts with its field name
-    /// (`ratio: must be ...`): reported at `path.field`, unless that field's range check has
-    /// already reported it.
-    fn refused(&mut self, path: &str, error: &str) {
-        if let Some((field, _)) = error.split_once(": ") {
-            let at = join(path, field);
-            if self.errors.iter().any(|e| e.path == at) {
-                return;
-            }
-        }
-        match error.split_once(": ") {
-            Some((field, reason)) if valid_name(field) => {
-                self.err(&join(path, field), Problem::Refused(reason.to_string()))
-            }
-            _ => self.err(path, Problem::Refused(error.to_string())),
+    /// A rule of a runtime type's own `validate()`, reported at `path.<its field>` unless that
+    /// field's range check has already reported it.
+    fn refused(&mut self, path: &str, field: &str, problem: Problem) {
+        let at = join(path, field);
+        if !self.errors.iter().any(|e| e.path == at) {
+            self.err(&at, problem);
         }
     }
 }
@@ -446,6 +437,33 @@ mod tests {
             "targets: [127.0.0.1:9], circuit_breaker: { enabled: false }",
         ));
         assert_eq!(off.upstreams["a"].circuit_breaker, None);
+    }
+
+    #[test]
+    fn the_breaker_and_budget_rules_no_range_covers_are_typed_and_placed() {
+        use crate::breaker::BreakerRule;
+        let only = |upstream: &str| problems(&one_upstream(upstream));
+        assert_eq!(
+            only("targets: [127.0.0.1:9], circuit_breaker: { failure_ratio: 1.0 }"),
+            at([(
+                "upstreams.a.circuit_breaker.failure_ratio",
+                Problem::Breaker(BreakerRule::FailureRatio(1.0))
+            )])
+        );
+        assert_eq!(
+            only("targets: [127.0.0.1:9], circuit_breaker: { open_for: 10s, max_open_for: 5s }"),
+            at([(
+                "upstreams.a.circuit_breaker.max_open_for",
+                Problem::Breaker(BreakerRule::MaxOpenFor {
+                    open_for: Duration::from_secs(10),
+                    got: Duration::from_secs(5)
+                })
+            )])
+        );
+        let budget = only("targets: [127.0.0.1:9], retries: { budget: { ratio: 1.5 } }");
+        assert_eq!(budget.len(), 1, "{budget:?}");
+        assert_eq!(budget[0].0, "upstreams.a.retries.budget.ratio");
+        assert_eq!(budget[0].1.to_string(), "must be between 0 and 1, got 1.5");
     }
 
     #[test]
