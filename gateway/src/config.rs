@@ -50,6 +50,7 @@ pub mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -130,8 +131,10 @@ pub struct Loaded {
 /// `state::ThisMachine`, with the very code `run` uses), so that `config` stays plain data and
 /// checks, and `gateway validate` and `run` agree by construction.
 pub trait Host {
-    /// `Err`: why `target` (`host:port`, already checked as text) does not resolve.
-    fn resolve(&self, target: &str) -> Result<(), String>;
+    /// The address `target` (`host:port`, already checked as text) resolves to, or why it
+    /// does not. The load keeps it ([`Config::addresses`]), so the runtime built from the
+    /// config does not look the name up again.
+    fn resolve(&self, target: &str) -> Result<SocketAddr, String>;
     /// `Err`: why the access-log file cannot be opened for appending.
     fn open_access_log(&self, path: &Path) -> Result<(), String>;
 }
@@ -230,7 +233,7 @@ struct Validator<'a> {
     /// Past [`MAX_PROBLEMS`]: where the first one left out is, and how many were.
     dropped: Option<(Pos, usize)>,
     /// Target names looked up so far (each once per load), with the lookup's outcome.
-    resolved: HashMap<String, Result<(), String>>,
+    resolved: HashMap<String, Result<SocketAddr, String>>,
 }
 
 impl Validator<'_> {
@@ -356,6 +359,11 @@ impl Validator<'_> {
             upstreams: upstreams.valid,
             routes,
             observability: observability?,
+            addresses: self
+                .resolved
+                .iter()
+                .filter_map(|(name, r)| Some((name.clone(), *r.as_ref().ok()?)))
+                .collect(),
         })
     }
 }

@@ -38,8 +38,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the runtime objects (resolves targets, loads the certificate, keeps the JWKS of
-    /// `previous` when its URL is unchanged).
+    /// Builds the runtime objects: targets at the addresses the load resolved, the certificate,
+    /// and the JWKS of `previous` kept when its URL is unchanged.
     pub fn build(
         loaded: Loaded,
         previous: Option<&Runtime>,
@@ -48,7 +48,7 @@ impl Runtime {
         let mut upstreams = HashMap::new();
         for (name, spec) in &loaded.config.upstreams {
             let before = previous.and_then(|p| p.upstreams.get(name)).map(|u| &**u);
-            let built = Upstream::build(spec.clone(), before, metrics)?;
+            let built = Upstream::build(spec.clone(), before, &loaded.config.addresses, metrics)?;
             upstreams.insert(name.clone(), Arc::new(built));
         }
         if let Some(p) = previous {
@@ -139,8 +139,8 @@ impl std::fmt::Display for ReloadError {
 pub struct ThisMachine;
 
 impl config::Host for ThisMachine {
-    fn resolve(&self, target: &str) -> Result<(), String> {
-        crate::upstream::resolve(target).map(|_| ())
+    fn resolve(&self, target: &str) -> Result<std::net::SocketAddr, String> {
+        crate::upstream::resolve(target)
     }
 
     fn open_access_log(&self, path: &std::path::Path) -> Result<(), String> {
@@ -367,4 +367,52 @@ fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use super::*;
+
+    /// A machine where `monolith.invalid` (a name DNS never resolves) is 127.0.0.1, counting
+    /// the lookups.
+    struct Counting(Cell<usize>);
+
+    impl config::Host for Counting {
+        fn resolve(&self, target: &str) -> Result<SocketAddr, String> {
+            self.0.set(self.0.get() + 1);
+            match target {
+                "monolith.invalid:8000" => Ok("127.0.0.1:8000".parse().unwrap()),
+                other => Err(format!("unknown {other}")),
+            }
+        }
+
+        fn open_access_log(&self, _: &Path) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_target_name_is_looked_up_once_per_load_and_the_runtime_uses_that_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.yaml");
+        std::fs::write(
+            &file,
+            "upstreams:\n  a: { targets: [monolith.invalid:8000] }\n  b: { targets: [monolith.invalid:8000] }\n\
+             routes:\n  - { name: r, match: {}, upstream: a }\n  - { name: s, match: { path_prefix: /s/ }, upstream: b }\n",
+        )
+        .unwrap();
+        let host = Counting(Cell::new(0));
+        let loaded = config::load_file_on(&file, Some(&host)).unwrap();
+        assert_eq!(host.0.get(), 1, "two upstreams, one name, one lookup");
+        // Building looks nothing up again: the name would not resolve here.
+        let runtime = Runtime::build(loaded, None, &Arc::new(Metrics::new())).unwrap();
+        for name in ["a", "b"] {
+            let addr = runtime.upstreams[name].targets[0].addr;
+            assert_eq!(addr, "127.0.0.1:8000".parse::<SocketAddr>().unwrap());
+        }
+    }
 }

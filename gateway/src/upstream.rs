@@ -6,6 +6,7 @@
 //! walk needs each visited breaker's permit (kept for the request) and, when every target is
 //! out, the soonest moment one may be back (the 503's `Retry-After`).
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,8 +105,8 @@ impl std::fmt::Debug for Upstream {
 }
 
 /// A target's address: the first one its name resolves to (one backend per target). Names are
-/// looked up here, once per config load, by `run` ([`Upstream::build`]) and by `gateway
-/// validate` (the config's host checks) alike, so the two agree on which names work.
+/// looked up here, once per config load, by the config's host checks (`state::ThisMachine`),
+/// for `run`, a reload and `gateway validate` alike, so they agree on which names work.
 pub fn resolve(target: &str) -> Result<SocketAddr, String> {
     let mut resolved = target
         .to_socket_addrs()
@@ -116,17 +117,22 @@ pub fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 impl Upstream {
-    /// Resolves the targets (DNS names are looked up here, once per config load) and builds
-    /// their breakers, taking over the targets of `previous` (the same upstream in the config
-    /// being replaced) whose address and settings are unchanged.
+    /// Builds the targets at their `addresses` (as the config's load resolved them; a name
+    /// missing there is resolved here) and their breakers, taking over the targets of
+    /// `previous` (the same upstream in the config being replaced) whose address and settings
+    /// are unchanged.
     pub fn build(
         spec: Arc<UpstreamSpec>,
         previous: Option<&Upstream>,
+        addresses: &BTreeMap<String, SocketAddr>,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, String> {
         let mut targets = Vec::with_capacity(spec.targets.len());
         for t in &spec.targets {
-            let addr = resolve(t).map_err(|e| format!("upstreams.{}: {e}", spec.name))?;
+            let addr = match addresses.get(t) {
+                Some(addr) => *addr,
+                None => resolve(t).map_err(|e| format!("upstreams.{}: {e}", spec.name))?,
+            };
             let kept = previous.and_then(|p| {
                 p.targets.iter().find(|old| {
                     old.name == *t
@@ -305,7 +311,13 @@ mod tests {
                 failure_statuses: StatusSet::server_errors(),
             }),
         };
-        Upstream::build(Arc::new(spec), None, &Arc::new(Metrics::new())).unwrap()
+        Upstream::build(
+            Arc::new(spec),
+            None,
+            &BTreeMap::new(),
+            &Arc::new(Metrics::new()),
+        )
+        .unwrap()
     }
 
     fn port(p: &Pick) -> u16 {

@@ -29,6 +29,9 @@ pub struct Config {
     /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
     pub routes: Vec<Arc<RouteSpec>>,
     pub observability: Observability,
+    /// The targets' addresses, as the load's [`crate::config::Host`] resolved them (empty for a
+    /// file-only load): what the runtime connects to, looked up once per load.
+    pub addresses: BTreeMap<String, SocketAddr>,
 }
 
 /// The validated `observability:` block. What a reload can change: `otlp.sample_ratio` and
@@ -95,7 +98,7 @@ pub struct ServerSettings {
 #[derive(Debug)]
 pub struct UpstreamSpec {
     pub name: String,
-    /// `host:port` as written; resolved when the runtime is built (see `upstream.rs`).
+    /// `host:port` as written; resolved once per load (see [`Config::addresses`]).
     pub targets: Vec<String>,
     pub load_balancing: LoadBalancing,
     pub timeouts: Timeouts,
