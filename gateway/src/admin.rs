@@ -22,8 +22,9 @@ use serde::Serialize;
 
 use crate::breaker;
 use crate::config::model::{
-    HostMatch, LoadBalancing, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
+    Config, HostMatch, LoadBalancing, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
 };
+use crate::failover;
 use crate::health::HealthSnapshot;
 use crate::retry_budget::BudgetSnapshot;
 use crate::state::Shared;
@@ -71,7 +72,11 @@ impl AdminApp {
                 let rt = self.shared.runtime();
                 json_response(&RoutesView {
                     hash: &rt.loaded.hash,
-                    routes: rt.routes.iter().map(|r| RouteView::of(r)).collect(),
+                    routes: rt
+                        .routes
+                        .iter()
+                        .map(|r| RouteView::of(r, &rt.loaded.config))
+                        .collect(),
                 })
             }
             "/admin/upstreams" => {
@@ -122,7 +127,35 @@ struct RouteView<'a> {
     target: TargetView<'a>,
     rewrite: Option<RewriteView<'a>>,
     auth: AuthView<'a>,
-    fallback: Option<&'a str>,
+    fallback: Option<FallbackView<'a>>,
+    /// The effective timeouts of an attempt on each upstream the route may use (its own, each
+    /// split side, its fallback), in whole milliseconds; `total_ms` is `null` when unset.
+    timeouts_ms: BTreeMap<&'a str, RouteTimeoutsView>,
+}
+
+#[derive(Serialize)]
+struct FallbackView<'a> {
+    upstream: &'a str,
+    on: Vec<&'static str>,
+    /// The statuses that are replayed (`502-504`), empty for none.
+    statuses: String,
+    methods: Vec<&'a str>,
+    budget: FallbackBudgetView,
+}
+
+#[derive(Serialize)]
+struct FallbackBudgetView {
+    ratio: f64,
+    min_per_second: u32,
+    window_ms: u64,
+}
+
+#[derive(Serialize)]
+struct RouteTimeoutsView {
+    connect: u64,
+    response: u64,
+    upgraded_idle: u64,
+    total: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -178,7 +211,7 @@ enum AuthView<'a> {
 }
 
 impl<'a> RouteView<'a> {
-    fn of(r: &'a RouteSpec) -> Self {
+    fn of(r: &'a RouteSpec, config: &'a Config) -> Self {
         let m = &r.matcher;
         RouteView {
             name: &r.name,
@@ -228,7 +261,41 @@ impl<'a> RouteView<'a> {
                 }
                 RouteAuth::Required { roles, scopes } => AuthView::Required { roles, scopes },
             },
-            fallback: r.fallback.as_deref(),
+            fallback: r.fallback.as_ref().map(|fb| FallbackView {
+                upstream: &fb.upstream,
+                on: failover::Reason::ALL
+                    .into_iter()
+                    .filter(|reason| {
+                        *reason != failover::Reason::Status && failover::takes(&fb.on, *reason)
+                    })
+                    .map(failover::Reason::as_str)
+                    .collect(),
+                statuses: fb.on.statuses.describe(),
+                methods: fb.methods.iter().map(|m| m.as_str()).collect(),
+                budget: FallbackBudgetView {
+                    ratio: fb.budget.ratio,
+                    min_per_second: fb.budget.min_retries_per_second,
+                    window_ms: ms(fb.budget.window),
+                },
+            }),
+            timeouts_ms: r
+                .target
+                .upstream_names()
+                .into_iter()
+                .chain(r.fallback.as_ref().map(|f| f.upstream.as_str()))
+                .filter_map(|name| {
+                    let t = r.timeouts.over(&config.upstreams.get(name)?.timeouts);
+                    Some((
+                        name,
+                        RouteTimeoutsView {
+                            connect: ms(t.connect),
+                            response: ms(t.response),
+                            upgraded_idle: ms(t.upgraded_idle),
+                            total: t.total.map(ms),
+                        },
+                    ))
+                })
+                .collect(),
         }
     }
 }
@@ -257,6 +324,7 @@ struct TimeoutsView {
     connect: u64,
     response: u64,
     idle: u64,
+    upgraded_idle: u64,
 }
 
 #[derive(Serialize)]
@@ -333,6 +401,7 @@ impl<'a> UpstreamView<'a> {
                 connect: ms(spec.timeouts.connect),
                 response: ms(spec.timeouts.response),
                 idle: ms(spec.timeouts.idle),
+                upgraded_idle: ms(spec.timeouts.upgraded_idle),
             },
             retries: RetriesView {
                 attempts: spec.retries.attempts,

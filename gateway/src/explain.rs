@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::config::model::{Config, PathMatch, RouteTarget, UpstreamSpec};
+use crate::config::model::{Config, FallbackSpec, PathMatch, RouteTarget, UpstreamSpec};
 use crate::routing::{self, RequestFacts, RouteTable};
 use crate::{path, request_head};
 
@@ -137,17 +137,33 @@ pub fn explain(
         }
     }
     if let Some(fb) = &route.fallback {
-        let note = match &route.target {
-            RouteTarget::Single(u) if u == fb => "the route's own upstream: no effect",
-            _ => "while no target of the route's upstream is available",
+        let own = matches!(&route.target, RouteTarget::Single(u) if *u == fb.upstream);
+        let note = if own {
+            "the route's own upstream: no effect".to_string()
+        } else {
+            describe_fallback(fb)
         };
-        let _ = writeln!(out, "fallback:  {} ({note})", describe_upstream(config, fb));
+        let _ = writeln!(
+            out,
+            "fallback:  {} ({note})",
+            describe_upstream(config, &fb.upstream)
+        );
     }
     let mut involved: Vec<&str> = route.target.upstream_names();
-    involved.extend(route.fallback.as_deref());
+    involved.extend(route.fallback.as_ref().map(|f| f.upstream.as_str()));
     for name in involved {
         if let Some(u) = config.upstreams.get(name) {
             let _ = writeln!(out, "resilience: {name}: {}", describe_resilience(u));
+            let t = route.timeouts.over(&u.timeouts);
+            let d = |d| humantime::format_duration(d).to_string();
+            let total = t.total.map_or("none".to_string(), d);
+            let _ = writeln!(
+                out,
+                "timeouts:  {name}: connect {}, response {}, upgraded idle {}, total {total}",
+                d(t.connect),
+                d(t.response),
+                d(t.upgraded_idle),
+            );
         }
     }
     let forwarded = routing::rewrite_path(route.rewrite.as_ref(), &normalised)
@@ -231,6 +247,22 @@ fn describe_resilience(u: &UpstreamSpec) -> String {
         Some(h) => format!("health GET {} every {}", h.path, d(h.interval)),
     };
     format!("{retries}; {breaker}; {health}")
+}
+
+/// `on unavailable, connect_error, timeout, reset, status 502-504; replays GET, HEAD, ... or
+/// with Idempotency-Key, budget 10%`.
+fn describe_fallback(fb: &FallbackSpec) -> String {
+    let methods: Vec<&str> = fb.methods.iter().map(Method::as_str).collect();
+    format!(
+        "on {}; replays {} or with Idempotency-Key, budget {}%",
+        fb.on.describe(),
+        if methods.is_empty() {
+            "nothing".to_string()
+        } else {
+            methods.join(", ")
+        },
+        (fb.budget.ratio * 100.0).round()
+    )
 }
 
 fn describe_upstream(config: &Config, name: &str) -> String {

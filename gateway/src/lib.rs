@@ -22,21 +22,22 @@
 //! | 1 | [`request_id`] | `X-Request-ID` validation and generation |
 //! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
 //! | 2 config | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
-//! | 3 domain | [`metrics`] | every metric, registered once; series set up and removed here |
+//! | 3 decisions | [`failover`] | after a failed attempt: retry, fall back or answer; the fallback's rules and the total timeout, as plain data |
+//! | 4 domain | [`metrics`] | every metric, registered once; series set up and removed here |
 //! | | [`routing`] | the route table and its precedence rule, prefix rewriting |
 //! | | [`health`] | one target's active-health state and its probe |
-//! | 4 | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
+//! | 5 | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
 //! | | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
 //! | | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
-//! | 5 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
-//! | 6 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
+//! | 6 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
+//! | 7 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
 //! | | [`explain`] | `gateway explain` |
 //! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking, what a config needs of this machine |
-//! | 7 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
+//! | 8 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
 //! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
-//! | 8 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
-//! | 9 | [`server`] | wiring the pingora server together |
+//! | 9 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
+//! | 10 | [`server`] | wiring the pingora server together |
 //!
 //! ## The request path
 //! ```text
@@ -62,6 +63,7 @@ pub mod breaker;
 pub mod config;
 pub mod edge;
 pub mod explain;
+pub mod failover;
 pub mod forwarding;
 pub mod health;
 pub mod hex;

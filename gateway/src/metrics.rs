@@ -15,6 +15,7 @@ use prometheus::{
 
 use crate::breaker::State;
 use crate::config::model::{Config, LimitStore};
+use crate::failover::{Reason, Skipped, takes};
 
 /// The value of `gateway_circuit_breaker_state` for a state.
 pub fn breaker_state_value(s: State) -> i64 {
@@ -86,8 +87,12 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// `gateway_retry_budget_exhausted_total{upstream}`: retries refused by the budget.
     pub retry_budget_exhausted: IntCounterVec,
-    /// `gateway_fallbacks_total{route,upstream,fallback}`: requests sent to a route's fallback.
+    /// `gateway_fallbacks_total{route,upstream,fallback,reason}`: requests sent to a route's
+    /// fallback (`failover::Reason`).
     pub fallbacks: IntCounterVec,
+    /// `gateway_fallbacks_skipped_total{route,reason}`: fallbacks the route's `on:` asked for
+    /// and that were not taken (`failover::Skipped`).
+    pub fallbacks_skipped: IntCounterVec,
     /// `gateway_malformed_requests_total{reason}`: request heads refused before routing
     /// (`request_head::HeadError::reason`).
     pub malformed_requests: IntCounterVec,
@@ -244,8 +249,13 @@ impl Metrics {
         );
         let fallbacks = counter(
             "gateway_fallbacks_total",
-            "Requests sent to a route's fallback because its upstream had no available target.",
-            &["route", "upstream", "fallback"],
+            "Requests sent to a route's fallback, by the failure of its upstream that sent them.",
+            &["route", "upstream", "fallback", "reason"],
+        );
+        let fallbacks_skipped = counter(
+            "gateway_fallbacks_skipped_total",
+            "Failures a route's fallback takes that were not replayed to it, by why not.",
+            &["route", "reason"],
         );
         let malformed_requests = counter(
             "gateway_malformed_requests_total",
@@ -262,6 +272,7 @@ impl Metrics {
             Box::new(retries.clone()),
             Box::new(retry_budget_exhausted.clone()),
             Box::new(fallbacks.clone()),
+            Box::new(fallbacks_skipped.clone()),
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(reloads.clone()),
@@ -318,6 +329,7 @@ impl Metrics {
             retries,
             retry_budget_exhausted,
             fallbacks,
+            fallbacks_skipped,
             malformed_requests,
         }
     }
@@ -345,9 +357,18 @@ impl Metrics {
         for r in &config.routes {
             for up in r.target.upstream_names() {
                 self.retries.with_label_values(&[&r.name, up]).inc_by(0);
-                if let Some(fb) = &r.fallback {
-                    self.fallbacks
-                        .with_label_values(&[&r.name, up, fb])
+                if let Some(fb) = r.fallback.as_ref().filter(|fb| fb.upstream != up) {
+                    for reason in Reason::ALL.into_iter().filter(|r| takes(&fb.on, *r)) {
+                        self.fallbacks
+                            .with_label_values(&[&r.name, up, &fb.upstream, reason.as_str()])
+                            .inc_by(0);
+                    }
+                }
+            }
+            if r.fallback.is_some() {
+                for why in Skipped::ALL {
+                    self.fallbacks_skipped
+                        .with_label_values(&[&r.name, why.as_str()])
                         .inc_by(0);
                 }
             }
@@ -477,7 +498,9 @@ routes:
             r#"gateway_retry_budget_exhausted_total{upstream="a"} 0"#,
             r#"gateway_retry_budget_exhausted_total{upstream="b"} 0"#,
             r#"gateway_upstream_retries_total{route="r",upstream="a"} 0"#,
-            r#"gateway_fallbacks_total{fallback="b",route="r",upstream="a"} 0"#,
+            r#"gateway_fallbacks_total{fallback="b",reason="unavailable",route="r",upstream="a"} 0"#,
+            r#"gateway_fallbacks_total{fallback="b",reason="reset",route="r",upstream="a"} 0"#,
+            r#"gateway_fallbacks_skipped_total{reason="budget",route="r"} 0"#,
             r#"gateway_rate_limit_rejections_total{policy="per_ip",route="r"} 0"#,
             r#"gateway_rate_limit_store_errors_total{policy="per_ip"} 0"#,
         ] {

@@ -5,17 +5,17 @@
 //! | phase | does |
 //! |---|---|
 //! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
-//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. On a retry: back off, prefer an untried target |
+//! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. Each attempt: the side and backoff `failover` decided, timeouts capped by the route's `total` |
 //! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
-//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise); time to upstream headers (metric, client span) |
-//! | `response_filter` | echo `X-Request-ID`, add the `RateLimit-Policy` / `RateLimit` fields |
-//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; decide retries (see `Proxy::may_retry`) |
+//! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise; a `101` is a success); time to upstream headers (metric, client span); a status the fallback takes: drop the answer and replay (`failover::Attempts::on_status`) |
+//! | `response_filter` | echo `X-Request-ID`, `X-Gateway-Fallback` on the fallback's answers, add the `RateLimit-Policy` / `RateLimit` fields |
+//! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; ask `failover` what next (retry, fall back, answer) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
 //! | `logging` | metrics, access log, span end (via `observability`) |
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::header::{self, HeaderName};
@@ -26,7 +26,8 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::auth::verify::Verified;
 use crate::breaker::{Outcome, Permit};
-use crate::config::model::{RouteSpec, RouteTarget, StickyKey};
+use crate::config::model::{Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey};
+use crate::failover::{self, Failure, Next, Side};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
@@ -41,6 +42,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
 static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
 static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 // The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
 // str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
 const XFF_WIRE: &str = "X-Forwarded-For";
@@ -49,6 +51,7 @@ const XFH_WIRE: &str = "X-Forwarded-Host";
 const REQUEST_ID_WIRE: &str = "X-Request-ID";
 const TRACEPARENT_WIRE: &str = observability::TRACEPARENT;
 const TRACESTATE_WIRE: &str = observability::TRACESTATE;
+const FALLBACK_WIRE: &str = "X-Gateway-Fallback";
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -71,28 +74,12 @@ pub struct RequestCtx {
     /// Normalised and rewritten path plus the original query, when it differs from the
     /// incoming request target.
     upstream_target: Option<String>,
-    /// The upstream serving the current attempt (the route's, or its fallback).
-    upstream: Option<Arc<Upstream>>,
     /// The route's upstream for this request (the split side, chosen once).
     primary: Option<Arc<Upstream>>,
-    /// The current attempt's target.
-    target: Option<Arc<Target>>,
-    /// The current attempt's breaker permit, until its outcome is recorded.
-    permit: Option<Permit>,
-    /// Upstream attempts made so far (1 = the first).
-    attempts: u32,
-    /// Retries counted against `retries.attempts` (and the budget).
-    retries_spent: u32,
-    /// The one free retry of a broken pooled connection has been used.
-    stale_retry_used: bool,
-    /// Targets already tried, so that a retry goes elsewhere when it can.
-    tried: Vec<SocketAddr>,
-    /// The failed attempt broke on a reused pooled connection: the same target may be retried.
-    retry_same_target: bool,
-    /// The current attempt's response headers arrived (nothing may be retried after that).
-    response_started: bool,
-    /// The request was sent to the route's fallback.
-    fell_back: bool,
+    /// The attempts so far, as failover remembers them between attempts.
+    failover: failover::Attempts,
+    /// The current attempt.
+    attempt: Attempt,
     /// The verified token, when the route checked one and the request carried one.
     identity: Option<Arc<Verified>>,
     /// What the upstream's `Authorization` header becomes (auth routes: verified or absent).
@@ -108,6 +95,21 @@ pub struct RequestCtx {
     _in_flight: InFlight,
 }
 
+/// One attempt: where it went and what came of it so far.
+#[derive(Default)]
+struct Attempt {
+    /// The route's upstream or its fallback.
+    upstream: Option<Arc<Upstream>>,
+    target: Option<Arc<Target>>,
+    /// The breaker permit, until the attempt's outcome is recorded.
+    permit: Option<Permit>,
+    /// The answer's headers arrived (nothing may be retried after that).
+    answered: bool,
+    /// The answer was `101 Switching Protocols`: the connection is a tunnel now, and its end is
+    /// not a failure.
+    upgraded: bool,
+}
+
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -120,17 +122,9 @@ impl ProxyHttp for Proxy {
             client_ip: None,
             route: None,
             upstream_target: None,
-            upstream: None,
             primary: None,
-            target: None,
-            permit: None,
-            attempts: 0,
-            retries_spent: 0,
-            stale_retry_used: false,
-            tried: Vec::new(),
-            retry_same_target: false,
-            response_started: false,
-            fell_back: false,
+            failover: failover::Attempts::default(),
+            attempt: Attempt::default(),
             identity: None,
             authorization: auth::ForwardAuthorization::AsSent,
             rate_limit: None,
@@ -190,71 +184,36 @@ impl ProxyHttp for Proxy {
             .route
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let primary = match &ctx.primary {
-            Some(p) => p.clone(),
-            None => {
-                let name = match &route.target {
-                    RouteTarget::Single(name) => name.as_str(),
-                    RouteTarget::Split { sides, sticky_by } => {
-                        let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
-                        upstream::pick_side(sides, key.as_deref()).upstream.as_str()
-                    }
-                };
-                let up = upstream_named(&ctx.rt, name)?;
-                up.budget.record_request();
-                ctx.primary = Some(up.clone());
-                up
-            }
+        let primary = self.primary(session, ctx, &route)?;
+        let plan = match ctx.failover.start(route.timeouts.total) {
+            Ok(plan) => plan,
+            Err(failover::Expired) => return Err(total_timeout(ctx)),
         };
-        ctx.attempts += 1;
-        let same_target_ok = std::mem::take(&mut ctx.retry_same_target);
-        if ctx.attempts > 1 {
-            let failed_on = ctx.upstream.as_ref().unwrap_or(&primary);
-            self.shared
-                .metrics
-                .retries
-                .with_label_values(&[route.name.as_str(), failed_on.spec.name.as_str()])
-                .inc();
-            // A broken pooled connection is retried at once; a failure waits its backoff.
-            let wait = match same_target_ok {
-                true => std::time::Duration::ZERO,
-                false => primary.spec.retries.backoff_for(ctx.retries_spent),
-            };
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
+        if !plan.backoff.is_zero() {
+            tokio::time::sleep(plan.backoff).await;
         }
-        ctx.response_started = false;
-        let avoid: &[SocketAddr] = if same_target_ok { &[] } else { &ctx.tried };
+        ctx.attempt = Attempt::default();
         let fallback = fallback_of(&route, &primary, &ctx.rt);
-        let (up, pick) = match primary.pick(avoid) {
-            Ok(pick) => (primary, pick),
+        let side = match (ctx.failover.side(), fallback) {
+            (Side::Fallback(_), Some((_, fb))) => fb,
+            _ => &primary,
+        };
+        let (up, pick) = match side.pick(ctx.failover.avoid()) {
+            Ok(pick) => (side.clone(), pick),
             Err(unavailable) => {
-                let alternative = fallback.map(|fb| (fb.pick(avoid), fb));
-                match alternative {
-                    Some((Ok(pick), fb)) => {
-                        if !ctx.fell_back {
-                            ctx.fell_back = true;
-                            self.shared
-                                .metrics
-                                .fallbacks
-                                .with_label_values(&[
-                                    route.name.as_str(),
-                                    primary.spec.name.as_str(),
-                                    fb.spec.name.as_str(),
-                                ])
-                                .inc();
-                        }
-                        (fb.clone(), pick)
+                let to_fallback = ctx.failover.on_unavailable(fallback.map(|(spec, _)| spec));
+                let picked = match (to_fallback, fallback) {
+                    (Some(_), Some((_, fb))) => {
+                        fb.pick(ctx.failover.avoid()).map(|p| (fb.clone(), p))
                     }
-                    other => {
-                        let retry_after = match other {
-                            Some((Err(u), _)) => u.retry_after.min(unavailable.retry_after),
-                            _ => unavailable.retry_after,
-                        };
+                    _ => Err(unavailable),
+                };
+                match picked {
+                    Ok(picked) => picked,
+                    Err(also) => {
                         ctx.failure = Some(GatewayError::NoTargetAvailable {
                             upstream: primary.spec.name.clone(),
-                            retry_after,
+                            retry_after: also.retry_after.min(unavailable.retry_after),
                         });
                         return Err(Error::explain(
                             ErrorType::HTTPStatus(503),
@@ -264,58 +223,96 @@ impl ProxyHttp for Proxy {
                 }
             }
         };
-        let peer = up.peer(&pick.target);
+        if let Some(reason) = ctx.failover.fallback_started() {
+            self.shared
+                .metrics
+                .fallbacks
+                .with_label_values(&[
+                    route.name.as_str(),
+                    primary.spec.name.as_str(),
+                    up.spec.name.as_str(),
+                    reason.as_str(),
+                ])
+                .inc();
+        }
+        let timeouts = attempt_timeouts(
+            route.timeouts.over(&up.spec.timeouts),
+            plan.remaining,
+            session.is_upgrade_req(),
+        );
+        let peer = up.peer(&pick.target, &timeouts);
         ctx.trace.start_attempt(
             &session.req_header().method,
             &up.spec.name,
             pick.target.addr,
         );
-        ctx.tried.push(pick.target.addr);
-        ctx.target = Some(pick.target);
-        ctx.permit = pick.permit;
-        ctx.upstream = Some(up);
+        ctx.failover.picked(pick.target.addr);
+        ctx.attempt.target = Some(pick.target);
+        ctx.attempt.permit = pick.permit;
+        ctx.attempt.upstream = Some(up);
         Ok(Box::new(peer))
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        if status >= 200 {
-            ctx.response_started = true;
-            if let (Some(permit), Some(target)) = (ctx.permit.take(), &ctx.target) {
-                permit.record(target.outcome_of_status(status));
+        if status == 101 {
+            // A tunnel from here on: the handshake succeeded, and the connection's end is not
+            // the target's failure. The client side may now be as quiet as the upstream side.
+            ctx.attempt.upgraded = true;
+            if let Some(permit) = ctx.attempt.permit.take() {
+                permit.record(Outcome::Success);
             }
-            if let Some(took) = ctx.trace.attempt_response(status) {
-                let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
-                let upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str());
-                self.shared
-                    .metrics
-                    .upstream_duration
-                    .with_label_values(&[route, upstream.unwrap_or("")])
-                    .observe(took.as_secs_f64());
+            if let (Some(route), Some(up)) = (&ctx.route, &ctx.attempt.upstream) {
+                let idle = route.timeouts.over(&up.spec.timeouts).upgraded_idle;
+                session.set_read_timeout(Some(idle));
             }
+            return Ok(());
         }
+        if status < 200 {
+            return Ok(());
+        }
+        if let (Some(permit), Some(target)) = (ctx.attempt.permit.take(), &ctx.attempt.target) {
+            permit.record(target.outcome_of_status(status));
+        }
+        if let Some(took) = ctx.trace.attempt_response(status) {
+            let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
+            let upstream = ctx.attempt.upstream.as_ref().map(|u| u.spec.name.as_str());
+            self.shared
+                .metrics
+                .upstream_duration
+                .with_label_values(&[route, upstream.unwrap_or("")])
+                .observe(took.as_secs_f64());
+        }
+        if status >= 400 && self.falls_back_on_status(session, ctx, status) {
+            // Dropped before anything reached the client: pingora ends this attempt with the
+            // error and, since `error_while_proxy` marks it for retry, replays the request.
+            return Err(Error::explain(
+                ErrorType::Custom("fallback on status"),
+                format!("status {status}: replayed to the fallback"),
+            ));
+        }
+        ctx.attempt.answered = true;
         Ok(())
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.trace.attempt_failed(e.etype().as_str());
-        if let Some(permit) = ctx.permit.take() {
+        if let Some(permit) = ctx.attempt.permit.take() {
             permit.record(Outcome::Failure);
         }
-        // Nothing was sent: any method may go again.
-        let retry = self.may_retry(ctx, false);
-        e.set_retry(retry);
+        let again = self.after_failure(session, ctx, failover::classify(e.etype()), false);
+        e.set_retry(again);
         e
     }
 
@@ -327,25 +324,39 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        ctx.trace.attempt_failed(e.etype().as_str());
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.failover.replay_pending() {
+            // `upstream_response_filter` dropped a failure answer (already on the breaker and
+            // the client span) to replay the request on the fallback.
+            e.set_retry(true);
+            return e;
+        }
+        if ctx.attempt.upgraded {
+            // The end of a tunnel (either side closed, or went quiet for `upgraded_idle`): not
+            // a failed request, and nothing to retry.
+            e.set_retry(false);
+            return e;
+        }
+        ctx.trace.attempt_failed(e.etype().as_str());
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
         // pingora marks errors that a reused (possibly server-closed) pooled connection explains:
         // not the target's fault, and the same target may be tried again on a fresh connection.
         e.retry.decide_reuse(client_reused);
         let stale_connection = e.retry();
-        if let Some(permit) = ctx.permit.take()
+        if let Some(permit) = ctx.attempt.permit.take()
             && upstream_fault
             && !stale_connection
         {
             permit.record(Outcome::Failure);
         }
-        let replayable = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated()
-            && !ctx.response_started
-            && session.response_written().is_none();
-        let retry = upstream_fault && replayable && self.may_retry(ctx, stale_connection);
-        e.set_retry(retry);
+        let again = upstream_fault
+            && self.after_failure(
+                session,
+                ctx,
+                failover::classify(e.etype()),
+                stale_connection,
+            );
+        e.set_retry(again);
         e
     }
 
@@ -380,6 +391,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+        if let Side::Fallback(reason) = ctx.failover.side() {
+            resp.insert_header(FALLBACK_WIRE, reason.as_str())?;
+        }
         if let Some(fields) = &ctx.rate_limit {
             for (name, value) in fields.pairs() {
                 resp.insert_header(name, value)?;
@@ -399,11 +413,19 @@ impl ProxyHttp for Proxy {
             ctx.request_id = request_id::generate();
         }
         let mut code = 0;
+        if ctx.attempt.upgraded {
+            // A tunnel ended (its 101 was the answer): nothing failed.
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "upgraded connection closed");
+            return FailToProxy {
+                error_code: 101,
+                can_reuse_downstream: false,
+            };
+        }
         if let Some(err) = err {
             tracing::warn!(
                 request_id = %ctx.request_id,
                 route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
-                upstream = ctx.upstream.as_ref().map(|u| u.spec.name.as_str()).unwrap_or("-"),
+                upstream = ctx.attempt.upstream.as_ref().map(|u| u.spec.name.as_str()).unwrap_or("-"),
                 error = %e,
                 "request failed"
             );
@@ -431,11 +453,13 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // An attempt that never got an outcome (the client left) counts as nothing.
-        drop(ctx.permit.take());
+        drop(ctx.attempt.permit.take());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        // The end of a tunnel is how a tunnel ends, not an error of the request.
+        let e = e.filter(|_| !ctx.attempt.upgraded);
         ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
         if let Some(log) = self.shared.telemetry.access_log()
             && log.wants(status)
@@ -444,6 +468,7 @@ impl ProxyHttp for Proxy {
         }
         let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
         let upstream = ctx
+            .attempt
             .upstream
             .as_ref()
             .map(|u| u.spec.name.as_str())
@@ -562,61 +587,186 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
         path: ctx.path.as_deref().unwrap_or(req.uri.path()),
         status,
         upstream: ctx
+            .attempt
             .upstream
             .as_ref()
             .map(|u| u.spec.name.as_str())
             .unwrap_or(""),
-        target: ctx.target.as_ref().map(|t| t.addr_text.as_str()),
+        target: ctx.attempt.target.as_ref().map(|t| t.addr_text.as_str()),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         bytes_sent: session.as_downstream().body_bytes_sent(),
         bytes_received: session.as_downstream().body_bytes_read(),
-        attempts: ctx.attempts,
+        attempts: ctx.failover.count(),
         user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
 }
 
 impl Proxy {
-    /// Whether a failed attempt is tried again. The caller has already decided the request is
-    /// safe to repeat (nothing sent, or an idempotent method with a replayable body and no
-    /// response yet).
-    ///
-    /// * `stale_connection`: the attempt broke on a reused pooled connection (the origin closed
-    ///   it while idle; pingora's `ReusedOnly` errors). The first such failure of a request is
-    ///   retried at once, on any target including the same one, without counting as a retry:
-    ///   it says nothing about the target. (If the target is really gone, that retry fails to
-    ///   connect and the counted retry below takes over.)
-    /// * Otherwise a counted retry happens when `retries.attempts` are left, there is somewhere
-    ///   to send it (an untried, available target of the route's upstream or of its fallback),
-    ///   and the upstream's retry budget allows it (checked last: only retries that would happen
-    ///   spend it).
-    fn may_retry(&self, ctx: &mut RequestCtx, stale_connection: bool) -> bool {
-        if stale_connection && !ctx.stale_retry_used {
-            ctx.stale_retry_used = true;
-            ctx.retry_same_target = true;
-            return true;
+    /// The route's upstream for this request: the split side, chosen at the first attempt
+    /// (which also counts the request on the retry and fallback budgets).
+    fn primary(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        route: &RouteSpec,
+    ) -> Result<Arc<Upstream>> {
+        if let Some(p) = &ctx.primary {
+            return Ok(p.clone());
         }
-        let (Some(primary), Some(route)) = (&ctx.primary, &ctx.route) else {
+        let name = match &route.target {
+            RouteTarget::Single(name) => name.as_str(),
+            RouteTarget::Split { sides, sticky_by } => {
+                let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
+                upstream::pick_side(sides, key.as_deref()).upstream.as_str()
+            }
+        };
+        let up = upstream_named(&ctx.rt, name)?;
+        up.budget.record_request();
+        if let Some(budget) = ctx.rt.fallback_budget(route.index) {
+            budget.record_request();
+        }
+        ctx.primary = Some(up.clone());
+        Ok(up)
+    }
+
+    /// Whether the failed attempt is tried again (failover decides; this gathers its inputs
+    /// and counts its refusals).
+    fn after_failure(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        failure: Failure,
+        stale: bool,
+    ) -> bool {
+        let (Some(route), Some(primary)) = (ctx.route.clone(), ctx.primary.clone()) else {
             return false;
         };
-        if ctx.retries_spent >= primary.spec.retries.attempts {
-            return false;
+        let current = ctx.attempt.upstream.clone().unwrap_or(primary.clone());
+        let rt = ctx.rt.clone();
+        let fallback = self.fallback_rules(&rt, &ctx.failover, &route, &primary);
+        let rules = failover::Rules {
+            retries: &current.spec.retries,
+            retry_budget: &current.budget,
+            untried_target: current.has_candidate(ctx.failover.tried()),
+            fallback,
+        };
+        let replay = replay_facts(session, ctx, route.fallback.as_ref());
+        let decision = ctx.failover.decide(failure, stale, rules, replay);
+        self.count_decision(&decision, &route, &current);
+        match decision.next {
+            Next::Retry { .. } | Next::Fallback(_) => true,
+            Next::Answer => false,
+            Next::Expired => {
+                ctx.failure = Some(GatewayError::TotalTimeout);
+                false
+            }
         }
-        let somewhere = primary.has_candidate(&ctx.tried)
-            || fallback_of(route, primary, &ctx.rt).is_some_and(|fb| fb.has_candidate(&ctx.tried));
-        if !somewhere {
-            return false;
-        }
-        if !primary.budget.try_retry() {
-            self.shared
-                .metrics
-                .retry_budget_exhausted
-                .with_label_values(&[primary.spec.name.as_str()])
-                .inc();
-            return false;
-        }
-        ctx.retries_spent += 1;
-        true
     }
+
+    /// Whether a failure answer is dropped and the request replayed to the fallback.
+    fn falls_back_on_status(&self, session: &Session, ctx: &mut RequestCtx, status: u16) -> bool {
+        let (Some(route), Some(primary)) = (ctx.route.clone(), ctx.primary.clone()) else {
+            return false;
+        };
+        let rt = ctx.rt.clone();
+        let Some(fallback) = self.fallback_rules(&rt, &ctx.failover, &route, &primary) else {
+            return false;
+        };
+        if !fallback.spec.on.statuses.contains(status) {
+            return false;
+        }
+        let replay = replay_facts(session, ctx, Some(fallback.spec));
+        let decision = ctx.failover.on_status(status, Some(fallback), replay);
+        self.count_decision(&decision, &route, &primary);
+        matches!(decision.next, Next::Fallback(_))
+    }
+
+    /// The route's fallback as failover sees it, while the request is still on the route's
+    /// upstream.
+    fn fallback_rules<'a>(
+        &self,
+        rt: &'a Runtime,
+        attempts: &failover::Attempts,
+        route: &'a RouteSpec,
+        primary: &Upstream,
+    ) -> Option<failover::Fallback<'a>> {
+        if attempts.side() != Side::Route {
+            return None;
+        }
+        let (spec, up) = fallback_of(route, primary, rt)?;
+        Some(failover::Fallback {
+            spec,
+            budget: rt.fallback_budget(route.index)?,
+            has_target: up.has_candidate(attempts.tried()),
+        })
+    }
+
+    fn count_decision(&self, d: &failover::Decision, route: &RouteSpec, on: &Upstream) {
+        let m = &self.shared.metrics;
+        if d.retry_budget_exhausted {
+            m.retry_budget_exhausted
+                .with_label_values(&[on.spec.name.as_str()])
+                .inc();
+        }
+        if let Some(why) = d.fallback_skipped {
+            m.fallbacks_skipped
+                .with_label_values(&[route.name.as_str(), why.as_str()])
+                .inc();
+        }
+        if let Next::Retry { .. } = d.next {
+            m.retries
+                .with_label_values(&[route.name.as_str(), on.spec.name.as_str()])
+                .inc();
+        }
+    }
+}
+
+/// What the request allows a replay (see [`failover::Replay`]).
+fn replay_facts(
+    session: &Session,
+    ctx: &RequestCtx,
+    fallback: Option<&FallbackSpec>,
+) -> failover::Replay {
+    let req = session.req_header();
+    let keyed = req
+        .headers
+        .get(&IDEMPOTENCY_KEY)
+        .is_some_and(|v| !v.is_empty());
+    failover::Replay {
+        retry_safe: keyed || req.method.is_idempotent(),
+        fallback_safe: keyed || fallback.is_some_and(|f| f.methods.contains(&req.method)),
+        body_kept: !session.as_ref().retry_buffer_truncated(),
+        nothing_sent: !ctx.attempt.answered && session.response_written().is_none(),
+    }
+}
+
+/// The timeouts an attempt runs with: the route's over the upstream's, each wait capped by what
+/// is left of `total`. An upgrade request's reads wait `upgraded_idle` instead (pingora applies
+/// one read timeout to the whole attempt, tunnel included), and `total` does not shorten it.
+fn attempt_timeouts(
+    t: Effective,
+    remaining: Option<Duration>,
+    upgrade: bool,
+) -> upstream::AttemptTimeouts {
+    let cap = |d: Duration| remaining.map_or(d, |r| d.min(r));
+    let read = if upgrade {
+        t.upgraded_idle
+    } else {
+        cap(t.response)
+    };
+    upstream::AttemptTimeouts {
+        connect: cap(t.connect),
+        read,
+    }
+}
+
+/// The 504 of a route whose `timeouts.total` ran out before an attempt could start.
+fn total_timeout(ctx: &mut RequestCtx) -> Box<Error> {
+    ctx.failure = Some(GatewayError::TotalTimeout);
+    Error::explain(
+        ErrorType::HTTPStatus(504),
+        "the route's total timeout ran out",
+    )
 }
 
 fn upstream_named(rt: &Runtime, name: &str) -> Result<Arc<Upstream>> {
@@ -626,17 +776,18 @@ fn upstream_named(rt: &Runtime, name: &str) -> Result<Arc<Upstream>> {
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream missing from runtime"))
 }
 
-/// The route's fallback upstream, unless it is the upstream already chosen (a split side).
+/// The route's fallback and its upstream, unless that is the upstream already chosen (a split
+/// side, or a route flipped back to the monolith).
 fn fallback_of<'a>(
-    route: &RouteSpec,
+    route: &'a RouteSpec,
     primary: &Upstream,
     rt: &'a Runtime,
-) -> Option<&'a Arc<Upstream>> {
-    let name = route.fallback.as_deref()?;
-    if name == primary.spec.name {
+) -> Option<(&'a FallbackSpec, &'a Arc<Upstream>)> {
+    let spec = route.fallback.as_ref()?;
+    if spec.upstream == primary.spec.name {
         return None;
     }
-    rt.upstreams.get(name)
+    Some((spec, rt.upstreams.get(&spec.upstream)?))
 }
 
 /// Admission, in order: framing → path normalisation → route. `host`: `routing::request_host`.

@@ -32,6 +32,8 @@ pub enum GatewayError {
     },
     UpstreamUnreachable,
     UpstreamTimeout,
+    /// The route's `timeouts.total` ran out across its attempts.
+    TotalTimeout,
     UpstreamBadResponse,
     Internal,
     Auth(AuthError),
@@ -113,6 +115,12 @@ impl GatewayError {
                 "upstream-timeout",
                 "Gateway timeout",
                 "The upstream service did not answer in time.",
+            ),
+            GatewayError::TotalTimeout => p(
+                504,
+                "upstream-timeout",
+                "Gateway timeout",
+                "The upstream service did not answer within the route's time limit.",
             ),
             GatewayError::UpstreamBadResponse => p(
                 502,

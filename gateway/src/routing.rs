@@ -176,6 +176,7 @@ mod tests {
             rewrite: None,
             auth: Default::default(),
             fallback: None,
+            timeouts: Default::default(),
             rate_limit: Vec::new(),
         })
     }

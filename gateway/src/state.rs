@@ -19,6 +19,7 @@ use crate::config::{self, LoadError, Loaded};
 use crate::metrics::Metrics;
 use crate::observability::Telemetry;
 use crate::ratelimit::Limiter;
+use crate::retry_budget::RetryBudget;
 use crate::routing::RouteTable;
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
@@ -35,9 +36,22 @@ pub struct Runtime {
     pub identity_headers: Vec<String>,
     /// The `rate_limits:` policies; unchanged ones keep their buckets across reloads.
     pub limits: Option<Limiter>,
+    /// Each route's fallback budget, by `RouteSpec::index` (`None`: no fallback). Kept across
+    /// reloads for a route of the same name whose budget settings are unchanged.
+    pub fallback_budgets: Vec<Option<Arc<RetryBudget>>>,
 }
 
 impl Runtime {
+    /// The fallback budget of the route at `index` in the file.
+    pub fn fallback_budget(&self, index: usize) -> Option<&Arc<RetryBudget>> {
+        self.fallback_budgets.get(index)?.as_ref()
+    }
+
+    fn fallback_budget_of(&self, route: &str) -> Option<&Arc<RetryBudget>> {
+        let r = self.loaded.config.routes.iter().find(|r| r.name == route)?;
+        self.fallback_budget(r.index)
+    }
+
     /// Builds the runtime objects: targets at the addresses the load resolved, the certificate,
     /// and the JWKS of `previous` kept when its URL is unchanged.
     pub fn build(
@@ -85,8 +99,22 @@ impl Runtime {
                     .map(|(_, h)| identity::normalized(h.as_str()))
             })
             .collect();
+        let fallback_budgets = loaded
+            .config
+            .routes
+            .iter()
+            .map(|r| {
+                let fb = r.fallback.as_ref()?;
+                let kept = previous.and_then(|p| p.fallback_budget_of(&r.name));
+                Some(match kept {
+                    Some(b) if b.config() == &fb.budget => b.clone(),
+                    _ => Arc::new(RetryBudget::new(fb.budget.clone())),
+                })
+            })
+            .collect();
         Ok(Runtime {
             routes: RouteTable::new(&loaded.config.routes),
+            fallback_budgets,
             auth,
             identity_headers,
             limits,

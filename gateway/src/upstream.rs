@@ -90,6 +90,15 @@ pub struct Unavailable {
     pub retry_after: Duration,
 }
 
+/// The timeouts of one attempt (`proxy` derives them from the route's and the upstream's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimeouts {
+    pub connect: Duration,
+    /// Each read and write: the wait for the answer, then every read of its body (or of a
+    /// tunnel).
+    pub read: Duration,
+}
+
 /// A chosen target and, when it has a breaker, the permit to record the outcome on.
 pub struct Pick {
     pub target: Arc<Target>,
@@ -213,15 +222,15 @@ impl Upstream {
             .any(|t| !avoid.contains(&t.addr) && t.looks_available())
     }
 
-    /// A peer for `target` carrying this upstream's timeouts. pingora pools connections per
-    /// peer, so requests to the same target reuse kept-alive connections.
-    pub fn peer(&self, target: &Target) -> HttpPeer {
+    /// A peer for `target` with one attempt's timeouts and this upstream's keep-alive. pingora
+    /// pools connections per peer (address and options alike), so requests to the same target
+    /// reuse kept-alive connections.
+    pub fn peer(&self, target: &Target, t: &AttemptTimeouts) -> HttpPeer {
         let mut peer = HttpPeer::new(target.addr, false, String::new());
-        let t = self.spec.timeouts;
         peer.options.connection_timeout = Some(t.connect);
-        peer.options.read_timeout = Some(t.response);
-        peer.options.write_timeout = Some(t.response);
-        peer.options.idle_timeout = Some(t.idle);
+        peer.options.read_timeout = Some(t.read);
+        peer.options.write_timeout = Some(t.read);
+        peer.options.idle_timeout = Some(self.spec.timeouts.idle);
         peer
     }
 }
@@ -298,6 +307,7 @@ mod tests {
                 connect: Duration::from_secs(1),
                 response: Duration::from_secs(1),
                 idle: Duration::from_secs(1),
+                upgraded_idle: Duration::from_secs(1),
             },
             retries: RetryPolicy {
                 attempts: 1,

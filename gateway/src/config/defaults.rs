@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use super::file::RateLimitStore;
 use super::model::{
-    AccessLogOutput, EncodedSlashes, LoadBalancing, OnStoreError, OtlpProtocol, RouteAuth,
-    StatusSet,
+    AccessLogOutput, EncodedSlashes, FallbackOn, LoadBalancing, OnStoreError, OtlpProtocol,
+    RouteAuth, StatusSet,
 };
 
 /// The values a number or a duration of the file may take: `min` to `max`, both included.
@@ -119,6 +119,13 @@ pub const RESPONSE_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.timeouts.idle`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const IDLE_TIMEOUT_RANGE: Range<Duration> = Range::new(Duration::ZERO, DAY);
+/// `upstreams.NAME.timeouts.upgraded_idle` (and a route's): how long an upgraded connection
+/// (WebSocket) may stay silent.
+pub const UPGRADED_IDLE_TIMEOUT: Duration = HOUR;
+pub const UPGRADED_IDLE_TIMEOUT_RANGE: Range<Duration> =
+    Range::new(SECOND, Duration::from_secs(7 * 24 * 3600));
+/// `routes[].timeouts.total`: no default (each attempt has its own timeouts).
+pub const TOTAL_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, DAY);
 /// `upstreams.NAME.retries.attempts`.
 pub const RETRY_ATTEMPTS: u32 = 1;
 /// More retries per request multiply an outage instead of riding it out.
@@ -184,6 +191,37 @@ pub fn breaker_max_open_for(open_for: Duration) -> Duration {
 pub fn breaker_failure_statuses() -> StatusSet {
     StatusSet::server_errors()
 }
+
+// ---- fallback -------------------------------------------------------------------------------
+
+/// `routes[].fallback.on` (and the whole meaning of `fallback: NAME`): every failure that
+/// leaves no answer, no failure answer.
+pub fn fallback_on() -> FallbackOn {
+    FallbackOn {
+        unavailable: true,
+        connect_error: true,
+        timeout: true,
+        reset: true,
+        statuses: StatusSet::empty(),
+    }
+}
+/// `routes[].fallback.methods`: the methods a replay may repeat (RFC 9110's idempotent ones but
+/// TRACE). POST and PATCH only with an `Idempotency-Key`.
+pub const FALLBACK_METHODS: [http::Method; 5] = [
+    http::Method::GET,
+    http::Method::HEAD,
+    http::Method::OPTIONS,
+    http::Method::PUT,
+    http::Method::DELETE,
+];
+/// `routes[].fallback.budget.ratio`: replays may add 10% of the route's requests.
+pub const FALLBACK_BUDGET_RATIO: f64 = 0.1;
+/// `routes[].fallback.budget.min_per_second`.
+pub const FALLBACK_BUDGET_MIN_PER_SECOND: u32 = 10;
+pub const FALLBACK_BUDGET_MIN_PER_SECOND_RANGE: Range<u32> = Range::new(0, 100_000);
+/// `routes[].fallback.budget.window`.
+pub const FALLBACK_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+pub const FALLBACK_BUDGET_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 
 // ---- rate limits ----------------------------------------------------------------------------
 
@@ -307,6 +345,10 @@ mod tests {
             row("upstreams.NAME.timeouts.connect", CONNECT_TIMEOUT_RANGE),
             row("upstreams.NAME.timeouts.response", RESPONSE_TIMEOUT_RANGE),
             row("upstreams.NAME.timeouts.idle", IDLE_TIMEOUT_RANGE),
+            row(
+                "upstreams.NAME.timeouts.upgraded_idle",
+                UPGRADED_IDLE_TIMEOUT_RANGE,
+            ),
             row("upstreams.NAME.retries.attempts", RETRY_ATTEMPTS_RANGE),
             row("upstreams.NAME.retries.backoff", RETRY_BACKOFF_RANGE),
             row(
@@ -360,6 +402,20 @@ mod tests {
             row("rate_limits.policies.NAME.per", RATE_LIMIT_PER_RANGE),
             row("rate_limits.policies.NAME.burst", RATE_LIMIT_BURST_RANGE),
             row("routes[].split[].weight", SPLIT_WEIGHT_RANGE),
+            row("routes[].timeouts.response", RESPONSE_TIMEOUT_RANGE),
+            row(
+                "routes[].timeouts.upgraded_idle",
+                UPGRADED_IDLE_TIMEOUT_RANGE,
+            ),
+            row("routes[].timeouts.total", TOTAL_TIMEOUT_RANGE),
+            row(
+                "routes[].fallback.budget.min_per_second",
+                FALLBACK_BUDGET_MIN_PER_SECOND_RANGE,
+            ),
+            row(
+                "routes[].fallback.budget.window",
+                FALLBACK_BUDGET_WINDOW_RANGE,
+            ),
             row("observability.access_log.buffer", ACCESS_LOG_BUFFER_RANGE),
             row("observability.otlp.timeout", OTLP_TIMEOUT_RANGE),
             row("observability.otlp.queue_size", OTLP_QUEUE_SIZE_RANGE),

@@ -174,6 +174,64 @@ pub struct Timeouts {
     pub response: Option<Dur>,
     /// Default: [`defaults::IDLE_TIMEOUT`].
     pub idle: Option<Dur>,
+    /// Default: [`defaults::UPGRADED_IDLE_TIMEOUT`].
+    pub upgraded_idle: Option<Dur>,
+}
+
+/// A route's `timeouts:`: each overrides the upstream's (the keep-alive pool's `idle` is the
+/// upstream's alone).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTimeouts {
+    pub response: Option<Dur>,
+    pub upgraded_idle: Option<Dur>,
+    /// All attempts together. Default: none.
+    pub total: Option<Dur>,
+}
+
+/// `fallback: NAME` or `fallback: { upstream, on, methods, budget }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Fallback {
+    Upstream(String),
+    Rules(FallbackRules),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackRules {
+    pub upstream: String,
+    /// Default: [`defaults::fallback_on`].
+    pub on: Option<Vec<FallbackWhen>>,
+    /// Default: [`defaults::FALLBACK_METHODS`].
+    pub methods: Option<Vec<String>>,
+    pub budget: Option<FallbackBudget>,
+}
+
+/// One entry of `fallback.on`: `unavailable`, `connect_error`, `timeout`, `reset`, or
+/// `{ status: [503, 5xx] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackWhen {
+    Kind(String),
+    Status(FallbackStatuses),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackStatuses {
+    pub status: Vec<StatusEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackBudget {
+    /// Default: [`defaults::FALLBACK_BUDGET_RATIO`].
+    pub ratio: Option<f64>,
+    /// Default: [`defaults::FALLBACK_BUDGET_MIN_PER_SECOND`].
+    pub min_per_second: Option<u32>,
+    /// Default: [`defaults::FALLBACK_BUDGET_WINDOW`].
+    pub window: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,9 +248,9 @@ pub struct Route {
     pub prefix_rewrite: Option<String>,
     /// Default: [`defaults::ROUTE_AUTH`].
     pub auth: Option<RouteAuth>,
-    /// The upstream that serves the route while every target of its own upstream is open or
-    /// unhealthy.
-    pub fallback: Option<String>,
+    /// The upstream that serves the route when its own fails (see `docs/resilience.md`).
+    pub fallback: Option<Fallback>,
+    pub timeouts: Option<RouteTimeouts>,
     /// Names of `rate_limits.policies`; every one must admit the request.
     #[serde(default)]
     pub rate_limit: Vec<String>,

@@ -167,6 +167,16 @@ impl StatusSet {
         }
     }
 
+    pub fn union(&mut self, other: &StatusSet) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine |= theirs;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
     pub fn contains(&self, code: u16) -> bool {
         code < 640 && self.0[usize::from(code / 64)] & (1 << (code % 64)) != 0
     }
@@ -207,6 +217,87 @@ pub struct Timeouts {
     pub response: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub idle: Duration,
+    /// How long an upgraded connection (WebSocket) may stay silent.
+    pub upgraded_idle: Duration,
+}
+
+/// A route's `timeouts:`: each, when set, overrides the upstream's for the route's requests
+/// (on its fallback too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    pub response: Option<Duration>,
+    pub upgraded_idle: Option<Duration>,
+    /// Bounds all attempts together, backoffs included, until the answer's headers.
+    pub total: Option<Duration>,
+}
+
+/// The timeouts one attempt runs with: the route's where it sets them, else the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    pub connect: Duration,
+    pub response: Duration,
+    pub upgraded_idle: Duration,
+    pub total: Option<Duration>,
+}
+
+impl RouteTimeouts {
+    pub fn over(&self, upstream: &Timeouts) -> Effective {
+        Effective {
+            connect: upstream.connect,
+            response: self.response.unwrap_or(upstream.response),
+            upgraded_idle: self.upgraded_idle.unwrap_or(upstream.upgraded_idle),
+            total: self.total,
+        }
+    }
+}
+
+/// A route's `fallback:`: the upstream that answers when the route's own fails, and on which
+/// failures (see [`crate::failover`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FallbackSpec {
+    pub upstream: String,
+    pub on: FallbackOn,
+    /// Methods a replay (after `timeout`, `reset`, a status) may repeat; any method with an
+    /// `Idempotency-Key`.
+    pub methods: Vec<Method>,
+    /// Caps replays; `min_retries_per_second` is the file's `min_per_second`.
+    pub budget: crate::retry_budget::BudgetConfig,
+}
+
+/// The failures a fallback takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackOn {
+    /// No target of the route's upstream can take the request.
+    pub unavailable: bool,
+    /// The connection failed: nothing was sent.
+    pub connect_error: bool,
+    /// No answer within the response timeout.
+    pub timeout: bool,
+    /// The connection broke before the answer.
+    pub reset: bool,
+    /// Answers dropped and replayed (400-599 only).
+    pub statuses: StatusSet,
+}
+
+impl FallbackOn {
+    /// `unavailable, connect_error, timeout, reset, status 500-504`: as written in `explain`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = [
+            (self.unavailable, "unavailable"),
+            (self.connect_error, "connect_error"),
+            (self.timeout, "timeout"),
+            (self.reset, "reset"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        let statuses = self.statuses.describe();
+        if !statuses.is_empty() {
+            parts.push(format!("status {statuses}"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Debug)]
@@ -220,8 +311,9 @@ pub struct RouteSpec {
     pub target: RouteTarget,
     pub rewrite: Option<Rewrite>,
     pub auth: RouteAuth,
-    /// Serves the route while every target of the chosen upstream is open or unhealthy.
-    pub fallback: Option<String>,
+    /// Answers when the chosen upstream fails (see [`crate::failover`]).
+    pub fallback: Option<FallbackSpec>,
+    pub timeouts: RouteTimeouts,
     /// Policy names (all exist in `rate_limits.policies`), checked in this order.
     pub rate_limit: Vec<String>,
 }

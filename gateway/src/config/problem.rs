@@ -165,6 +165,16 @@ pub enum Problem {
     LowerCaseMethod(String),
     #[error("invalid HTTP method \"{0}\"")]
     BadMethod(String),
+    #[error(
+        "list at least one failure: unavailable, connect_error, timeout, reset or {{ status: [...] }}"
+    )]
+    NoFallbackFailures,
+    #[error(
+        "\"{0}\" is not a failure: use unavailable, connect_error, timeout, reset or {{ status: [502, 503] }}"
+    )]
+    BadFallbackFailure(String),
+    #[error("{0} is not a failure answer: a fallback takes statuses 400-599 only")]
+    FallbackOnSuccess(u16),
     #[error("\"{path}\" is not in normal form and would never match; write \"{normal}\"")]
     NotNormal { path: String, normal: String },
     #[error("\"{path}\" is not a valid path: {error}")]

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 
+use super::duration;
 use super::model::{
-    EncodedSlashes, HostMatch, Matcher, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
-    SplitSide, StickyKey,
+    EncodedSlashes, FallbackOn, FallbackSpec, HostMatch, Matcher, PathMatch, Rewrite, RouteAuth,
+    RouteSpec, RouteTarget, RouteTimeouts, SplitSide, StatusSet, StickyKey,
 };
 use super::problem::Named;
 use super::upstreams::Upstreams;
 use super::yaml::{Pos, index, join};
 use super::{Problem, Validator, defaults, file, some_names, valid_name};
 use crate::path;
+use crate::retry_budget::BudgetConfig;
 
 /// `header.NAME`, `cookie.NAME`, `client_ip`, `claim.NAME`.
 pub fn parse_sticky(s: &str) -> Result<StickyKey, Problem> {
@@ -198,11 +200,10 @@ impl Validator<'_> {
                 }
             }
         };
-        if let Some(fb) = &r.fallback {
-            // A fallback equal to the route's upstream is allowed and has no effect: flipping a
-            // route back to the monolith must not require deleting its fallback first.
-            self.known_upstream(fb, &join(path, "fallback"), upstreams);
-        }
+        let fallback = r
+            .fallback
+            .and_then(|fb| self.fallback(fb, &join(path, "fallback"), upstreams));
+        let timeouts = self.route_timeouts(r.timeouts.unwrap_or_default(), &join(path, "timeouts"));
         if self.count() > errors_before {
             return None;
         }
@@ -214,9 +215,156 @@ impl Validator<'_> {
             target: target?,
             rewrite,
             auth: route_auth,
-            fallback: r.fallback,
+            fallback,
+            timeouts,
             rate_limit: r.rate_limit,
         })
+    }
+
+    /// `fallback: NAME` (the defaults) or `fallback: { upstream, on, methods, budget }`. A
+    /// fallback equal to the route's upstream is allowed and has no effect: flipping a route
+    /// back to the monolith must not require deleting its fallback first.
+    fn fallback(
+        &mut self,
+        fb: file::Fallback,
+        path: &str,
+        upstreams: &Upstreams,
+    ) -> Option<FallbackSpec> {
+        let before = self.count();
+        let rules = match fb {
+            file::Fallback::Upstream(upstream) => {
+                self.known_upstream(&upstream, path, upstreams);
+                file::FallbackRules {
+                    upstream,
+                    on: None,
+                    methods: None,
+                    budget: None,
+                }
+            }
+            file::Fallback::Rules(rules) => {
+                self.known_upstream(&rules.upstream, &join(path, "upstream"), upstreams);
+                rules
+            }
+        };
+        let on = match rules.on {
+            None => defaults::fallback_on(),
+            Some(list) => self.fallback_on(&list, &join(path, "on")),
+        };
+        let methods = match rules.methods {
+            None => defaults::FALLBACK_METHODS.to_vec(),
+            Some(list) => self.methods(&list, &join(path, "methods"), true),
+        };
+        let b = rules.budget.unwrap_or_default();
+        let budget = BudgetConfig {
+            ratio: b.ratio.unwrap_or(defaults::FALLBACK_BUDGET_RATIO),
+            min_retries_per_second: b
+                .min_per_second
+                .unwrap_or(defaults::FALLBACK_BUDGET_MIN_PER_SECOND),
+            window: duration::or(b.window, defaults::FALLBACK_BUDGET_WINDOW),
+        };
+        self.budget(
+            &budget,
+            &join(path, "budget"),
+            "min_per_second",
+            defaults::FALLBACK_BUDGET_MIN_PER_SECOND_RANGE,
+            defaults::FALLBACK_BUDGET_WINDOW_RANGE,
+        );
+        if self.count() > before {
+            return None;
+        }
+        Some(FallbackSpec {
+            upstream: rules.upstream,
+            on,
+            methods,
+            budget,
+        })
+    }
+
+    /// `on: [unavailable, connect_error, timeout, reset, { status: [502, 503, 5xx] }]`.
+    fn fallback_on(&mut self, list: &[file::FallbackWhen], path: &str) -> FallbackOn {
+        let mut on = FallbackOn {
+            unavailable: false,
+            connect_error: false,
+            timeout: false,
+            reset: false,
+            statuses: StatusSet::empty(),
+        };
+        if list.is_empty() {
+            self.err(path, Problem::NoFallbackFailures);
+        }
+        for (i, when) in list.iter().enumerate() {
+            let at = index(path, i);
+            match when {
+                file::FallbackWhen::Kind(kind) => match kind.as_str() {
+                    "unavailable" => on.unavailable = true,
+                    "connect_error" => on.connect_error = true,
+                    "timeout" => on.timeout = true,
+                    "reset" => on.reset = true,
+                    other => self.err(&at, Problem::BadFallbackFailure(other.to_string())),
+                },
+                file::FallbackWhen::Status(s) => {
+                    let at = join(&at, "status");
+                    if s.status.is_empty() {
+                        self.err(&at, Problem::Empty);
+                    }
+                    let set = self.statuses(&s.status, &at);
+                    if let Some(code) = (100..400).find(|c| set.contains(*c)) {
+                        self.err(&at, Problem::FallbackOnSuccess(code));
+                    }
+                    on.statuses.union(&set);
+                }
+            }
+        }
+        on
+    }
+
+    /// A list of methods, written in upper case. `may_be_empty`: an empty `match.methods` would
+    /// match nothing (refused); an empty `fallback.methods` replays only requests carrying an
+    /// `Idempotency-Key`.
+    fn methods(&mut self, list: &[String], path: &str, may_be_empty: bool) -> Vec<Method> {
+        if list.is_empty() && !may_be_empty {
+            self.err(path, Problem::NoMethods);
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let upper = s.to_ascii_uppercase();
+                let problem = match Method::from_bytes(upper.as_bytes()) {
+                    Ok(m) if upper == *s => return Some(m),
+                    Ok(_) => Problem::LowerCaseMethod(upper),
+                    Err(_) => Problem::BadMethod(s.clone()),
+                };
+                self.err(&index(path, i), problem);
+                None
+            })
+            .collect()
+    }
+
+    /// A route's `timeouts: { response, upgraded_idle, total }`.
+    fn route_timeouts(&mut self, t: file::RouteTimeouts, path: &str) -> RouteTimeouts {
+        let timeouts = RouteTimeouts {
+            response: t.response.map(|d| d.0),
+            upgraded_idle: t.upgraded_idle.map(|d| d.0),
+            total: t.total.map(|d| d.0),
+        };
+        for (field, d, range) in [
+            (
+                "response",
+                timeouts.response,
+                defaults::RESPONSE_TIMEOUT_RANGE,
+            ),
+            (
+                "upgraded_idle",
+                timeouts.upgraded_idle,
+                defaults::UPGRADED_IDLE_TIMEOUT_RANGE,
+            ),
+            ("total", timeouts.total, defaults::TOTAL_TIMEOUT_RANGE),
+        ] {
+            if let Some(d) = d {
+                self.within(&join(path, field), d, range);
+            }
+        }
+        timeouts
     }
 
     /// An upstream that failed its own checks is still known: it is reported once, there.
@@ -263,25 +411,9 @@ impl Validator<'_> {
                 }
             }
         });
-        let methods = m.methods.map(|list| {
-            let methods_path = join(path, "methods");
-            if list.is_empty() {
-                self.err(&methods_path, Problem::NoMethods);
-            }
-            list.iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    let upper = s.to_ascii_uppercase();
-                    let problem = match Method::from_bytes(upper.as_bytes()) {
-                        Ok(m) if upper == *s => return Some(m),
-                        Ok(_) => Problem::LowerCaseMethod(upper),
-                        Err(_) => Problem::BadMethod(s.clone()),
-                    };
-                    self.err(&index(&methods_path, i), problem);
-                    None
-                })
-                .collect()
-        });
+        let methods = m
+            .methods
+            .map(|list| self.methods(&list, &join(path, "methods"), false));
         let headers = m
             .headers
             .into_iter()
@@ -334,6 +466,8 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::config::tests::{at, errors, load, problems};
 
     const UPSTREAMS: &str =
@@ -411,7 +545,99 @@ mod tests {
                 scopes: vec![]
             }
         );
-        assert_eq!(r.fallback.as_deref(), Some("a"));
+        let fb = r.fallback.as_ref().expect("a fallback");
+        assert_eq!(fb.upstream, "a");
+        assert_eq!(fb.on, defaults::fallback_on(), "the short form's failures");
+        assert_eq!(fb.methods, defaults::FALLBACK_METHODS);
+        assert_eq!(r.timeouts, RouteTimeouts::default());
+    }
+
+    #[test]
+    fn the_long_fallback_form_and_route_timeouts_parse() {
+        let c = load(&format!(
+            "{UPSTREAMS}routes:\n  - name: r\n    match: {{}}\n    upstream: b\n    fallback:\n      upstream: a\n      on: [connect_error, {{ status: [502, 5xx] }}, reset]\n      methods: [GET]\n      budget: {{ ratio: 0.05, min_per_second: 2, window: 30s }}\n    timeouts: {{ response: 2s, upgraded_idle: 10m, total: 5s }}\n"
+        ));
+        let r = &c.routes[0];
+        let fb = r.fallback.as_ref().unwrap();
+        assert!(!fb.on.unavailable && fb.on.connect_error && !fb.on.timeout && fb.on.reset);
+        assert_eq!(fb.on.statuses.describe(), "500-599");
+        assert_eq!(fb.methods, [Method::GET]);
+        assert_eq!(fb.budget.ratio, 0.05);
+        assert_eq!(fb.budget.min_retries_per_second, 2);
+        assert_eq!(fb.budget.window, Duration::from_secs(30));
+        assert_eq!(
+            r.timeouts,
+            RouteTimeouts {
+                response: Some(Duration::from_secs(2)),
+                upgraded_idle: Some(Duration::from_secs(600)),
+                total: Some(Duration::from_secs(5)),
+            }
+        );
+        let t = r.timeouts.over(&c.upstreams["b"].timeouts);
+        assert_eq!(t.connect, defaults::CONNECT_TIMEOUT, "the upstream's");
+        assert_eq!(t.response, Duration::from_secs(2), "the route's");
+    }
+
+    #[test]
+    fn fallback_and_timeout_mistakes_are_named() {
+        let route = |rest: &str| one_route(&format!("match: {{}}, upstream: b, {rest}"));
+        assert_eq!(
+            problems(&route("fallback: { upstream: a, on: [] }")),
+            at([("routes[0].fallback.on", Problem::NoFallbackFailures)])
+        );
+        assert_eq!(
+            problems(&route("fallback: { upstream: a, on: [timeout, crash] }")),
+            at([(
+                "routes[0].fallback.on[1]",
+                Problem::BadFallbackFailure("crash".into())
+            )])
+        );
+        assert_eq!(
+            problems(&route(
+                "fallback: { upstream: a, on: [{ status: [503, 302] }] }"
+            )),
+            at([(
+                "routes[0].fallback.on[0].status",
+                Problem::FallbackOnSuccess(302)
+            )])
+        );
+        assert_eq!(
+            problems(&route("fallback: { upstream: a, methods: [get] }")),
+            at([(
+                "routes[0].fallback.methods[0]",
+                Problem::LowerCaseMethod("GET".into())
+            )])
+        );
+        assert_eq!(
+            problems(&route("fallback: { upstream: c }")),
+            at([(
+                "routes[0].fallback.upstream",
+                Problem::UnknownUpstream {
+                    name: "c".into(),
+                    known: vec!["a".into(), "b".into()]
+                }
+            )])
+        );
+        assert_eq!(
+            problems(&route("fallback: { upstream: a, budget: { ratio: 2 } }")),
+            at([(
+                "routes[0].fallback.budget.ratio",
+                Problem::Budget(crate::retry_budget::BudgetRule::Ratio(2.0))
+            )])
+        );
+        assert_eq!(
+            problems(&route("timeouts: { total: 0s }")),
+            at([(
+                "routes[0].timeouts.total",
+                crate::config::tests::out_of_range(defaults::TOTAL_TIMEOUT_RANGE, Duration::ZERO)
+            )])
+        );
+        // A route has no keep-alive pool: its `idle` would mean nothing.
+        let idle = errors(&route("timeouts: { idle: 5s }"));
+        assert!(idle.contains("unknown field `idle`"), "{idle}");
+        // An empty `methods` is allowed: only keyed requests are replayed.
+        let c = load(&route("fallback: { upstream: a, methods: [] }"));
+        assert!(c.routes[0].fallback.as_ref().unwrap().methods.is_empty());
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl Validator<'_> {
             connect: duration::or(t.connect, defaults::CONNECT_TIMEOUT),
             response: duration::or(t.response, defaults::RESPONSE_TIMEOUT),
             idle: duration::or(t.idle, defaults::IDLE_TIMEOUT),
+            upgraded_idle: duration::or(t.upgraded_idle, defaults::UPGRADED_IDLE_TIMEOUT),
         };
         let timeouts_path = join(path, "timeouts");
         for (field, d, range) in [
@@ -94,6 +95,11 @@ impl Validator<'_> {
                 defaults::RESPONSE_TIMEOUT_RANGE,
             ),
             ("idle", timeouts.idle, defaults::IDLE_TIMEOUT_RANGE),
+            (
+                "upgraded_idle",
+                timeouts.upgraded_idle,
+                defaults::UPGRADED_IDLE_TIMEOUT_RANGE,
+            ),
         ] {
             self.within(&join(&timeouts_path, field), d, range);
         }
@@ -141,21 +147,13 @@ impl Validator<'_> {
                 .unwrap_or(defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND),
             window: duration::or(b.window, defaults::RETRY_BUDGET_WINDOW),
         };
-        let budget_path = join(path, "budget");
-        self.within(
-            &join(&budget_path, "min_retries_per_second"),
-            budget.min_retries_per_second,
+        self.budget(
+            &budget,
+            &join(path, "budget"),
+            "min_retries_per_second",
             defaults::RETRY_BUDGET_MIN_RETRIES_PER_SECOND_RANGE,
-        );
-        self.within(
-            &join(&budget_path, "window"),
-            budget.window,
             defaults::RETRY_BUDGET_WINDOW_RANGE,
         );
-        // The runtime type's own rules (the ratio).
-        if let Err(rule) = budget.validate() {
-            self.refused(&budget_path, rule.field(), Problem::Budget(rule));
-        }
         let policy = RetryPolicy {
             attempts: r.attempts.unwrap_or(defaults::RETRY_ATTEMPTS),
             backoff: duration::or(r.backoff, defaults::RETRY_BACKOFF),
@@ -316,8 +314,29 @@ impl Validator<'_> {
         )
     }
 
+    /// A budget (`retries.budget`, `fallback.budget`) at `path`: the ranges of its floor (named
+    /// `min_field` in the file) and window, and the runtime type's own rules (the ratio).
+    pub(super) fn budget(
+        &mut self,
+        budget: &BudgetConfig,
+        path: &str,
+        min_field: &str,
+        min_range: defaults::Range<u32>,
+        window_range: defaults::Range<std::time::Duration>,
+    ) {
+        self.within(
+            &join(path, min_field),
+            budget.min_retries_per_second,
+            min_range,
+        );
+        self.within(&join(path, "window"), budget.window, window_range);
+        if let Err(rule) = budget.validate() {
+            self.refused(path, rule.field(), Problem::Budget(rule));
+        }
+    }
+
     /// `failure_statuses: [503, 5xx]`.
-    fn statuses(&mut self, entries: &[file::StatusEntry], path: &str) -> StatusSet {
+    pub(super) fn statuses(&mut self, entries: &[file::StatusEntry], path: &str) -> StatusSet {
         let mut set = StatusSet::empty();
         for (i, e) in entries.iter().enumerate() {
             match e {
@@ -337,7 +356,7 @@ impl Validator<'_> {
 
     /// A rule of a runtime type's own `validate()`, reported at `path.<its field>` unless that
     /// field's range check has already reported it.
-    fn refused(&mut self, path: &str, field: &str, problem: Problem) {
+    pub(super) fn refused(&mut self, path: &str, field: &str, problem: Problem) {
         let at = join(path, field);
         if !self.errors.iter().any(|e| e.path == at) {
             self.err(&at, problem);

@@ -119,8 +119,19 @@ routes:
     .await;
     let target = format!("127.0.0.1:{port}");
     let state = breaker_series("notifications", &target);
-    let retries =
-        r#"gateway_upstream_retries_total{route="notifications",upstream="notifications"}"#;
+    let fallbacks = |reason: &str| {
+        format!(
+            r#"gateway_fallbacks_total{{fallback="monolith",reason="{reason}",route="notifications",upstream="notifications"}}"#
+        )
+    };
+    // The attempts that failed on the dead service before the trip.
+    let failed_over = || async {
+        let mut n = 0.0;
+        for reason in ["connect_error", "reset"] {
+            n += gw.metric(&fallbacks(reason)).await.unwrap();
+        }
+        n
+    };
     let client = testkit::http_client();
 
     let traffic = Traffic::start(gw.url("/api/notifications/"));
@@ -133,14 +144,19 @@ routes:
 
     gw.wait_metric(&state, Want::Eq(2.0)).await; // open
     // While open (1s), requests go straight to the fallback: no connect attempt, so no failed
-    // attempt to retry.
-    let before = gw.metric(retries).await.unwrap();
-    assert!(before >= 1.0, "the failures before the trip were retried");
+    // attempt to fall back from.
+    let before = failed_over().await;
+    assert!(
+        before >= 1.0,
+        "the failures before the trip went to the fallback"
+    );
+    let unavailable = gw.metric(&fallbacks("unavailable")).await.unwrap();
     for _ in 0..10 {
         let (status, by) = get_served_by(&client, &gw.url("/x")).await;
         assert_eq!((status, by.as_str()), (200, "monolith"));
     }
-    assert_eq!(gw.metric(retries).await.unwrap(), before);
+    assert_eq!(failed_over().await, before);
+    assert!(gw.metric(&fallbacks("unavailable")).await.unwrap() >= unavailable + 10.0);
     let t = target_state(&gw, "notifications", &target).await;
     assert_eq!(t["circuit_breaker"]["state"], "open", "{t}");
     assert_eq!(t["available"], false);
@@ -174,11 +190,8 @@ routes:
         );
         assert!(gw.metric(&series).await.unwrap() >= 1.0, "{series}");
     }
-    let fallbacks = gw
-        .metric(r#"gateway_fallbacks_total{fallback="monolith",route="notifications",upstream="notifications"}"#)
-        .await
-        .unwrap();
-    assert!(fallbacks >= 10.0, "{fallbacks}");
+    let all = failed_over().await + gw.metric(&fallbacks("unavailable")).await.unwrap();
+    assert!(all >= 10.0, "{all}");
 }
 
 #[tokio::test]
