@@ -445,3 +445,49 @@ fn json_response(v: &impl Serialize) -> Response<Vec<u8>> {
         .body(serde_json::to_vec_pretty(v).unwrap_or_default())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_shows_its_fallback_rules_and_effective_timeouts() {
+        let src = r#"upstreams:
+  new: { targets: [127.0.0.1:9], timeouts: { connect: 200ms, response: 5s } }
+  old: { targets: [127.0.0.1:10], timeouts: { upgraded_idle: 10m } }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    upstream: new
+    fallback: { upstream: old, on: [reset, { status: [503, 504] }], methods: [GET] }
+    timeouts: { response: 1s, total: 3s }
+  - { name: plain, match: { path: /x }, upstream: old }
+"#;
+        let config = crate::config::load_str("gw.yaml", src).expect("valid");
+        let view = |i: usize| serde_json::to_value(RouteView::of(&config.routes[i], &config));
+        let r = view(0).unwrap();
+        assert_eq!(
+            r["fallback"],
+            serde_json::json!({
+                "upstream": "old",
+                "on": ["reset"],
+                "statuses": "503-504",
+                "methods": ["GET"],
+                "budget": { "ratio": 0.1, "min_per_second": 10, "window_ms": 10000 },
+            })
+        );
+        assert_eq!(
+            r["timeouts_ms"],
+            serde_json::json!({
+                "new": { "connect": 200, "response": 1000, "upgraded_idle": 3_600_000, "total": 3000 },
+                "old": { "connect": 1000, "response": 1000, "upgraded_idle": 600_000, "total": 3000 },
+            })
+        );
+        let plain = view(1).unwrap();
+        assert_eq!(plain["fallback"], serde_json::Value::Null);
+        assert_eq!(
+            plain["timeouts_ms"]["old"],
+            serde_json::json!({ "connect": 1000, "response": 30_000, "upgraded_idle": 600_000, "total": null })
+        );
+    }
+}

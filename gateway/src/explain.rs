@@ -225,7 +225,7 @@ fn describe_resilience(u: &UpstreamSpec) -> String {
     let retries = match r.attempts {
         0 => "no retries".to_string(),
         n => format!(
-            "retries {n} (connect failures; idempotent methods before a response), backoff {}..{}, budget {}%",
+            "retries {n} (connect failures; idempotent or Idempotency-Key requests before a response), backoff {}..{}, budget {}%",
             d(r.backoff),
             d(r.max_backoff),
             (r.budget.ratio * 100.0).round()

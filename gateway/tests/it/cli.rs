@@ -69,7 +69,7 @@ routes:
             "{file}:17:12: routes[2].split: the weights sum to 0: at least one side needs a weight above 0"
         ),
         format!(
-            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`, `fallback`, `rate_limit`"
+            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`, `fallback`, `timeouts`, `rate_limit`"
         ),
         format!(
             "{file}:25:19: routes[4].strip_prefix: invalid type: string \"yes\", expected a boolean"
@@ -256,7 +256,8 @@ routes:
     match: { path_prefix: /api/payments/ }
     split: [ { upstream: payments, weight: 10 }, { upstream: monolith, weight: 90 } ]
     sticky_by: header.x-user
-    fallback: legacy
+    fallback: { upstream: legacy, on: [connect_error, { status: [502, 503] }], methods: [GET] }
+    timeouts: { response: 2s, total: 4s }
   - name: legacy
     match: { path_prefix: /legacy/, methods: [GET] }
     upstream: monolith
@@ -283,14 +284,17 @@ routes:
          upstream:  split payments 10.0% / monolith 90.0%, sticky by header.x-user\n\
          \x20          payments -> 127.0.0.1:8003 (round_robin; timeouts connect 1s, response 5s)\n\
          \x20          monolith -> 127.0.0.1:8000 (round_robin; timeouts connect 1s, response 30s)\n\
-         fallback:  legacy -> 127.0.0.1:8009 (round_robin; timeouts connect 1s, response 30s) (while no target of the route's upstream is available)\n\
-         resilience: payments: retries 2 (connect failures; idempotent methods before a response), backoff 10ms..40ms, budget 10%; breaker opens above 50% failures (429,502-504) of >= 20 requests in 10s, open 10s; health GET /healthz every 2s\n\
-         resilience: monolith: retries 1 (connect failures; idempotent methods before a response), backoff 25ms..250ms, budget 20%; breaker opens above 50% failures (500-599) of >= 20 requests in 10s, open 10s; no active health check\n\
+         fallback:  legacy -> 127.0.0.1:8009 (round_robin; timeouts connect 1s, response 30s) (on connect_error, status 502-503; replays GET or with Idempotency-Key, budget 10%)\n\
+         resilience: payments: retries 2 (connect failures; idempotent or Idempotency-Key requests before a response), backoff 10ms..40ms, budget 10%; breaker opens above 50% failures (429,502-504) of >= 20 requests in 10s, open 10s; health GET /healthz every 2s\n\
+         timeouts:  payments: connect 1s, response 2s, upgraded idle 1h, total 4s\n\
+         resilience: monolith: retries 1 (connect failures; idempotent or Idempotency-Key requests before a response), backoff 25ms..250ms, budget 20%; breaker opens above 50% failures (500-599) of >= 20 requests in 10s, open 10s; no active health check\n\
+         timeouts:  monolith: connect 1s, response 2s, upgraded idle 1h, total 4s\n\
          resilience: legacy: no retries; breaker off; no active health check\n\
+         timeouts:  legacy: connect 1s, response 2s, upgraded idle 1h, total 4s\n\
          forwarded: /api/payments/7?x=1\n\
          auth:      none\n\
          headers:   X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID\n\
-         also matched, lower precedence: monolith (line 20)\n"
+         also matched, lower precedence: monolith (line 21)\n"
     );
     let (code, stdout, _) = gateway(&[
         "explain",
@@ -303,10 +307,17 @@ routes:
     ]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("route:     legacy (routes[1], line 16)"),
+        stdout.contains("route:     legacy (routes[1], line 17)"),
         "{stdout}"
     );
     assert!(stdout.contains("forwarded: /a\n"), "{stdout}");
+    // The upstream's own timeouts where the route sets none.
+    assert!(
+        stdout.contains(
+            "timeouts:  monolith: connect 1s, response 30s, upgraded idle 1h, total none\n"
+        ),
+        "{stdout}"
+    );
     // POST does not match `legacy` (GET only) and falls through to the monolith.
     let (_, stdout, _) = gateway(&["explain", "--config", &file, "POST", "/legacy/a"]);
     assert!(stdout.contains("route:     monolith"), "{stdout}");
