@@ -597,6 +597,10 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
         bytes_sent: session.as_downstream().body_bytes_sent(),
         bytes_received: session.as_downstream().body_bytes_read(),
         attempts: ctx.failover.count(),
+        fallback: match ctx.failover.side() {
+            Side::Fallback(reason) => Some(reason.as_str()),
+            Side::Route => None,
+        },
         user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
 }

@@ -50,8 +50,12 @@ pub struct Line<'a> {
     pub duration_ms: f64,
     pub bytes_sent: usize,
     pub bytes_received: usize,
-    /// Upstream attempts (more than 1 after retries).
+    /// Upstream attempts (more than 1 after retries or a fallback).
     pub attempts: u32,
+    /// Why the route's fallback answered (`unavailable`, `connect_error`, `timeout`, `reset`,
+    /// `status`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<&'static str>,
     /// The token's `sub`, when the request was authenticated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
@@ -223,6 +227,7 @@ mod tests {
                 bytes_sent: 1,
                 bytes_received: 0,
                 attempts: 1,
+                fallback: None,
                 user_id: None,
             });
         }
