@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod drain;
 mod errors;
+mod failover;
 mod framing;
 mod heads;
 mod observability;
