@@ -18,3 +18,4 @@ mod resilience;
 mod routing;
 mod streaming;
 mod tls;
+mod upgrade;

@@ -820,6 +820,22 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Every `name` series in `text` whose labels include all of `labels`, as its label text
+/// (`method="GET",route="r",...`) and value.
+pub fn metric_series(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (set, value) = line
+                .strip_prefix(name)?
+                .strip_prefix('{')?
+                .split_once('}')?;
+            let has = |(k, v): &(&str, &str)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\""));
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            labels.iter().all(has).then(|| (set.to_string(), value))
+        })
+        .collect()
+}
+
 /// One answer seen by a [`Load`] client.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -894,5 +910,106 @@ impl Load {
             task.await.unwrap();
         }
         std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// An in-process WebSocket origin (tokio-tungstenite) that echoes every text and binary
+/// message. The request path picks its behaviour:
+///
+/// | path | behaviour |
+/// |---|---|
+/// | `/refuse` | answers the handshake `400` with the body `no websocket here` |
+/// | `/close-after-echo` | echoes one message, then closes (a close frame) |
+/// | `/drop-after-echo` | echoes one message, then drops the TCP connection (no close frame) |
+/// | anything else | echoes until the client closes |
+pub struct WsOrigin {
+    pub port: u16,
+    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsOrigin {
+    pub async fn start() -> WsOrigin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sessions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = sessions.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_ws_conn(conn, count.clone()));
+            }
+        });
+        WsOrigin {
+            port,
+            sessions,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Handshakes accepted (`101` sent) so far.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for WsOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_ws_conn(
+    conn: tokio::net::TcpStream,
+    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let mut path = String::new();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the signature of tungstenite's handshake Callback"
+    )]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        path = req.uri().path().to_string();
+        if path == "/refuse" {
+            let body = "no websocket here";
+            let refusal = http::Response::builder()
+                .status(400)
+                .header("content-length", body.len())
+                .header("content-type", "text/plain")
+                .body(Some(body.to_string()))
+                .expect("a valid response");
+            return Err(refusal);
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(conn, callback).await else {
+        return;
+    };
+    sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    while let Some(Ok(msg)) = ws.next().await {
+        let echo = match msg {
+            Message::Text(_) | Message::Binary(_) => msg,
+            // Pings are answered by tungstenite itself; a close is answered on the next read.
+            _ => continue,
+        };
+        if ws.send(echo).await.is_err() {
+            return;
+        }
+        match path.as_str() {
+            "/close-after-echo" => {
+                let _ = ws.close(None).await;
+                // Reads the client's close reply; the stream ends after it.
+                while let Some(Ok(_)) = ws.next().await {}
+                return;
+            }
+            "/drop-after-echo" => return,
+            _ => {}
+        }
     }
 }
