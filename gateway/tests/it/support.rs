@@ -46,6 +46,12 @@ impl Echo {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Kills the process now (SIGKILL, by PID) and reaps it: a service dying mid-flight, its
+    /// open connections reset by the kernel, its port refusing from then on.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
 }
 
 pub struct Gateway {
@@ -142,6 +148,12 @@ impl Gateway {
     /// The value of `series` on `/metrics` (see [`testkit::prom::value`]), if present.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         testkit::prom::value(&self.metrics().await, series)
+    }
+
+    /// The sum of every `name` series on `/metrics` whose labels include all of `labels`
+    /// (0 when there is none); see [`metric_sum`].
+    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.metrics().await, name, labels)
     }
 
     /// Waits (up to [`WAIT`]) until `series` on `/metrics` is as `want`s; returns its value.
@@ -489,6 +501,8 @@ pub enum Mode {
     Status(u16),
     /// Reads the request, then closes the connection without answering.
     Close,
+    /// Reads the request and never answers; the connection stays open until the peer closes it.
+    Hang,
 }
 
 /// An in-process HTTP/1.1 origin with a chosen failure mode (and a health switch), counting the
@@ -509,6 +523,35 @@ struct OriginState {
     dead: std::sync::atomic::AtomicBool,
     /// The request head of the last health check.
     last_health_check: std::sync::Mutex<String>,
+    /// Every request received (health checks excluded), in order.
+    received: std::sync::Mutex<Vec<Received>>,
+}
+
+/// One request an [`Origin`] received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The request head, lower-cased (`"post /pay http/1.1\r\nhost: …"`).
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The method, upper-case as sent.
+    pub fn method(&self) -> String {
+        self.head
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+    }
+
+    /// The value of header `name` (lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == name).then(|| v.trim())
+        })
+    }
 }
 
 impl Origin {
@@ -522,6 +565,7 @@ impl Origin {
             health_checks: 0.into(),
             last_health_check: Default::default(),
             dead: false.into(),
+            received: Default::default(),
         });
         let (st, n) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
@@ -562,6 +606,11 @@ impl Origin {
     /// The last health check's request head, lower-cased.
     pub fn last_health_check(&self) -> String {
         self.state.last_health_check.lock().unwrap().clone()
+    }
+
+    /// Every request received so far (health checks excluded), in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
     }
 
     pub fn health_checks(&self) -> usize {
@@ -609,12 +658,20 @@ async fn serve_origin_conn(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        let body_bytes = buf[head_end..head_end + body_len].to_vec();
         buf.drain(..head_end + body_len);
+        let health_check = head.starts_with("get /healthz ");
+        if !health_check {
+            state.received.lock().unwrap().push(Received {
+                head: head.clone(),
+                body: body_bytes,
+            });
+        }
         if state.dead.load(SeqCst) {
             state.requests.fetch_add(1, SeqCst);
             return;
         }
-        let (status, body) = if head.starts_with("get /healthz ") {
+        let (status, body) = if health_check {
             state.health_checks.fetch_add(1, SeqCst);
             *state.last_health_check.lock().unwrap() = head.clone();
             match state.healthy.load(SeqCst) {
@@ -627,10 +684,22 @@ async fn serve_origin_conn(
                 Mode::Ok => (200, name.clone()),
                 Mode::Status(s) => (s, name.clone()),
                 Mode::Close => return,
+                Mode::Hang => {
+                    // Holds the connection open, answering nothing, until the peer closes it.
+                    let mut sink = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    return;
+                }
             }
         };
+        // An answer to HEAD has the headers of the GET answer and no body.
+        let sent_body = if head.starts_with("head ") { "" } else { &body };
         let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-served-by: {name}\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nx-served-by: {name}\r\n\r\n{sent_body}",
             body.len()
         );
         if conn.write_all(resp.as_bytes()).await.is_err() {
@@ -660,5 +729,287 @@ pub async fn get_served_by(client: &reqwest::Client, url: &str) -> (u16, String)
             (status, by)
         }
         Err(e) => (0, format!("transport error: {e:?}")),
+    }
+}
+
+/// The header the gateway sets on an answer that came from a route's fallback.
+pub const FALLBACK_HEADER: &str = "x-gateway-fallback";
+
+/// What a client saw of one answer through the gateway.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// 0 for a transport error (then `body` says which).
+    pub status: u16,
+    /// The origin's name (as [`get_served_by`] finds it), else the body.
+    pub by: String,
+    /// The `X-Gateway-Fallback` header, if any.
+    pub fallback: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON (a problem+json answer), or panics showing it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends `req` and reads the whole answer.
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let resp = match req.send().await {
+        Ok(resp) => resp,
+        Err(e) => {
+            return Reply {
+                status: 0,
+                by: String::new(),
+                fallback: None,
+                content_type: None,
+                body: format!("transport error: {e:?}"),
+            };
+        }
+    };
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (served, fallback, content_type) = (
+        header("x-served-by").or_else(|| header("x-echo-server")),
+        header(FALLBACK_HEADER),
+        header("content-type"),
+    );
+    let body = resp.text().await.unwrap_or_default();
+    let echo_server = || {
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["server"].as_str().map(str::to_string)
+    };
+    let by = served.or_else(echo_server).unwrap_or_else(|| body.clone());
+    Reply {
+        status,
+        by,
+        fallback,
+        content_type,
+        body,
+    }
+}
+
+/// The sum of every `name` series in the Prometheus text `text` whose labels include all of
+/// `labels` (other labels may vary); 0 when there is none. For counters split by a label the
+/// test does not care about (e.g. every `reason` of a fallback).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once('}')?,
+                None if rest.starts_with(' ') => ("", rest),
+                None => return None,
+            };
+            let has = |(k, v): &(&str, &str)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\""));
+            labels
+                .iter()
+                .all(has)
+                .then(|| value.split_whitespace().next()?.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Every `name` series in `text` whose labels include all of `labels`, as its label text
+/// (`method="GET",route="r",...`) and value.
+pub fn metric_series(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (set, value) = line
+                .strip_prefix(name)?
+                .strip_prefix('{')?
+                .split_once('}')?;
+            let has = |(k, v): &(&str, &str)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\""));
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            labels.iter().all(has).then(|| (set.to_string(), value))
+        })
+        .collect()
+}
+
+/// One answer seen by a [`Load`] client.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub sent: std::time::Instant,
+    pub done: std::time::Instant,
+    pub status: u16,
+    pub by: String,
+}
+
+/// Steady traffic from `clients` concurrent keep-alive clients, until [`Load::finish`] (or a
+/// 45 s cap, so a failed test cannot leave it running).
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Answer>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Each client sends `request(client)`, one every `every` (from one send to the next).
+    pub fn start<F>(clients: usize, every: Duration, request: F) -> Load
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let request = std::sync::Arc::new(request);
+        let cap = std::time::Instant::now() + Duration::from_secs(45);
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, seen, request) = (stop.clone(), seen.clone(), request.clone());
+                tokio::spawn(async move {
+                    let client = testkit::http_client();
+                    while !stop.load(SeqCst) && std::time::Instant::now() < cap {
+                        let sent = std::time::Instant::now();
+                        let reply = send(request(&client)).await;
+                        seen.lock().unwrap().push(Answer {
+                            sent,
+                            done: std::time::Instant::now(),
+                            status: reply.status,
+                            by: reply.by,
+                        });
+                        // Not a wait: the pacing is the scenario, clients sending steadily
+                        // rather than as fast as they can.
+                        tokio::time::sleep(every.saturating_sub(sent.elapsed())).await;
+                    }
+                })
+            })
+            .collect();
+        Load { stop, seen, tasks }
+    }
+
+    /// Waits (up to [`WAIT`]) until `n` answers satisfy `pred`.
+    pub async fn wait_for(&self, what: &str, n: usize, pred: impl Fn(&Answer) -> bool) {
+        eventually(what, WAIT, || {
+            let seen = self.seen.lock().unwrap();
+            let count = seen.iter().filter(|a| pred(a)).count();
+            let last = format!(
+                "{count} of {} answers; the last {:?}",
+                seen.len(),
+                seen.last()
+            );
+            async move { if count >= n { Ok(()) } else { Err(last) } }
+        })
+        .await
+    }
+
+    /// Stops the clients (each finishes its request in flight) and returns every answer.
+    pub async fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// An in-process WebSocket origin (tokio-tungstenite) that echoes every text and binary
+/// message. The request path picks its behaviour:
+///
+/// | path | behaviour |
+/// |---|---|
+/// | `/refuse` | answers the handshake `400` with the body `no websocket here` |
+/// | `/close-after-echo` | echoes one message, then closes (a close frame) |
+/// | `/drop-after-echo` | echoes one message, then drops the TCP connection (no close frame) |
+/// | anything else | echoes until the client closes |
+pub struct WsOrigin {
+    pub port: u16,
+    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsOrigin {
+    pub async fn start() -> WsOrigin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sessions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = sessions.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_ws_conn(conn, count.clone()));
+            }
+        });
+        WsOrigin {
+            port,
+            sessions,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Handshakes accepted (`101` sent) so far.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for WsOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_ws_conn(
+    conn: tokio::net::TcpStream,
+    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let mut path = String::new();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the signature of tungstenite's handshake Callback"
+    )]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        path = req.uri().path().to_string();
+        if path == "/refuse" {
+            let body = "no websocket here";
+            let refusal = http::Response::builder()
+                .status(400)
+                .header("content-length", body.len())
+                .header("content-type", "text/plain")
+                .body(Some(body.to_string()))
+                .expect("a valid response");
+            return Err(refusal);
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(conn, callback).await else {
+        return;
+    };
+    sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    while let Some(Ok(msg)) = ws.next().await {
+        let echo = match msg {
+            Message::Text(_) | Message::Binary(_) => msg,
+            // Pings are answered by tungstenite itself; a close is answered on the next read.
+            _ => continue,
+        };
+        if ws.send(echo).await.is_err() {
+            return;
+        }
+        match path.as_str() {
+            "/close-after-echo" => {
+                let _ = ws.close(None).await;
+                // Reads the client's close reply; the stream ends after it.
+                while let Some(Ok(_)) = ws.next().await {}
+                return;
+            }
+            "/drop-after-echo" => return,
+            _ => {}
+        }
     }
 }
