@@ -27,7 +27,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::auth::verify::Verified;
 use crate::breaker::{Outcome, Permit};
 use crate::config::model::{Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey};
-use crate::failover::{self, Failure, Next, Side};
+use crate::failover::{self, Failure, Next, Side, Skipped};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
@@ -208,6 +208,13 @@ impl ProxyHttp for Proxy {
                     }
                     _ => Err(unavailable),
                 };
+                if to_fallback.is_some() && picked.is_err() {
+                    self.shared
+                        .metrics
+                        .fallbacks_skipped
+                        .with_label_values(&[route.name.as_str(), Skipped::NoTarget.as_str()])
+                        .inc();
+                }
                 match picked {
                     Ok(picked) => picked,
                     Err(also) => {
