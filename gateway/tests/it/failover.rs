@@ -62,32 +62,6 @@ fn refused_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-/// `/admin/upstreams`' entry for one target.
-async fn target_state(gw: &Gateway, upstream: &str, target: &str) -> serde_json::Value {
-    let v: serde_json::Value = testkit::http_client()
-        .get(gw.admin_url("/admin/upstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let up = v["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == upstream)
-        .unwrap_or_else(|| panic!("no upstream {upstream} in {v}"))
-        .clone();
-    up["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == target)
-        .unwrap_or_else(|| panic!("no target {target} in {up}"))
-        .clone()
-}
-
 /// Asserts `reply` is the gateway's own problem+json answer with `status` and problem `type`.
 fn assert_problem(reply: &Reply, status: u16, problem_type: &str) {
     assert_eq!(reply.status, status, "{reply:?}");
@@ -405,7 +379,7 @@ routes:
     assert_eq!((s503.requests(), old.requests()), (1, 1));
     // The dropped answer still counts against new's breaker.
     eventually("s503's breaker to count the dropped 503", WAIT, || async {
-        let t = target_state(&gw, "s503", &s503.addr()).await;
+        let t = gw.target_state("s503", &s503.addr()).await;
         if t["circuit_breaker"]["failures"] == 1 {
             Ok(())
         } else {

@@ -13,36 +13,6 @@ use crate::support::{Echo, Gateway, Mode, Origin, WAIT, Want, get_served_by};
 /// A breaker that trips fast: 5 requests, more than half failing; open for 1s.
 const FAST_BREAKER: &str = "circuit_breaker: { min_requests: 5, failure_ratio: 0.5, window: 10s, open_for: 1s, half_open_requests: 2 }";
 
-async fn admin_json(gw: &Gateway, path: &str) -> serde_json::Value {
-    testkit::http_client()
-        .get(gw.admin_url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// `/admin/upstreams`' entry for one target.
-async fn target_state(gw: &Gateway, upstream: &str, target: &str) -> serde_json::Value {
-    let v = admin_json(gw, "/admin/upstreams").await;
-    let up = v["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == upstream)
-        .unwrap_or_else(|| panic!("no upstream {upstream} in {v}"))
-        .clone();
-    up["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == target)
-        .unwrap_or_else(|| panic!("no target {target} in {up}"))
-        .clone()
-}
-
 fn breaker_series(upstream: &str, target: &str) -> String {
     format!(r#"gateway_circuit_breaker_state{{target="{target}",upstream="{upstream}"}}"#)
 }
@@ -157,7 +127,7 @@ routes:
     }
     assert_eq!(failed_over().await, before);
     assert!(gw.metric(&fallbacks("unavailable")).await.unwrap() >= unavailable + 10.0);
-    let t = target_state(&gw, "notifications", &target).await;
+    let t = gw.target_state("notifications", &target).await;
     assert_eq!(t["circuit_breaker"]["state"], "open", "{t}");
     assert_eq!(t["available"], false);
 
@@ -276,11 +246,11 @@ routes:
         "{body}  - name: other\n    match: {{ path: /other }}\n    upstream: payments\n"
     ));
     eventually("the reload", WAIT, || async {
-        let v = admin_json(&gw, "/admin/routes").await;
+        let v = gw.admin_json("/admin/routes").await;
         (v["routes"].as_array().unwrap().len() == 2).then_some(())
     })
     .await;
-    let t = target_state(&gw, "payments", &origin.addr()).await;
+    let t = gw.target_state("payments", &origin.addr()).await;
     assert_eq!(t["circuit_breaker"]["state"], "open", "{t}");
     assert_eq!(t["circuit_breaker"]["consecutive_trips"], 1, "{t}");
     let (status, _) = get_served_by(&client, &gw.url("/other")).await;
@@ -460,7 +430,7 @@ async fn active_health_checks_take_a_target_out_of_rotation_and_bring_it_back() 
     assert_eq!(gw.metric(&up).await, Some(1.0));
     a.set_healthy(false);
     gw.wait_metric(&up, Want::Eq(0.0)).await;
-    let t = target_state(&gw, "svc", &a.addr()).await;
+    let t = gw.target_state("svc", &a.addr()).await;
     assert_eq!(t["health"]["healthy"], false, "{t}");
     assert_eq!(t["health"]["last_error"], "status 503", "{t}");
     let client = testkit::http_client();

@@ -89,14 +89,7 @@ routes:
     assert_eq!(server(&get_json(&gw.url("/apix"), &[]).await.1), "a");
 
     // The admin view lists routes in precedence order.
-    let routes: serde_json::Value = testkit::http_client()
-        .get(gw.admin_url("/admin/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes = gw.admin_json("/admin/routes").await;
     let names: Vec<&str> = routes["routes"]
         .as_array()
         .unwrap()

@@ -134,6 +134,37 @@ impl Gateway {
         .unwrap();
     }
 
+    /// A JSON page of the admin listener (`/admin/upstreams`, `/admin/routes`).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        testkit::http_client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `/admin/upstreams`' entry for one target.
+    pub async fn target_state(&self, upstream: &str, target: &str) -> serde_json::Value {
+        let v = self.admin_json("/admin/upstreams").await;
+        let up = v["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == upstream)
+            .unwrap_or_else(|| panic!("no upstream {upstream} in {v}"))
+            .clone();
+        up["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == target)
+            .unwrap_or_else(|| panic!("no target {target} in {up}"))
+            .clone()
+    }
+
     pub async fn metrics(&self) -> String {
         testkit::http_client()
             .get(self.admin_url("/metrics"))

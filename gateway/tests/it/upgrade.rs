@@ -246,21 +246,7 @@ routes:
         .filter(|(labels, _)| labels.contains("status=\"5"))
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let admin: serde_json::Value = testkit::http_client()
-        .get(gw.admin_url("/admin/upstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let t = admin["upstreams"][0]["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == target.as_str())
-        .unwrap_or_else(|| panic!("no target {target} in {admin}"))
-        .clone();
+    let t = gw.target_state("ws", &target).await;
     assert_eq!(t["circuit_breaker"]["state"], "closed", "{t}");
     assert_eq!(t["circuit_breaker"]["failures"], 0, "{t}");
     let opened = format!(
