@@ -158,7 +158,7 @@ async fn a_silent_upgraded_connection_is_closed_after_upgraded_idle_a_talking_on
     let gw = Gateway::start(&format!(
         "upstreams:
   plain: {{ targets: [{a}] }}
-  short: {{ targets: [{a}], timeouts: {{ upgraded_idle: 1s }} }}
+  short: {{ targets: [{a}], timeouts: {{ upgraded_idle: 1s }}, {FAST_BREAKER} }}
 routes:
   - name: route
     match: {{ path_prefix: /route/ }}
@@ -173,6 +173,12 @@ routes:
     .await;
     let mut by_route = connect(&gw, "/route/idle").await;
     let mut by_upstream = connect(&gw, "/upstream/idle").await;
+    // More silent sessions on the upstream whose breaker trips after 5 failures: their ends
+    // at upgraded_idle must not count as failures.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(connect(&gw, "/upstream/silent").await);
+    }
     let mut talking = connect(&gw, "/route/talking").await;
     assert_echo(&mut by_route, Message::text("one")).await;
     assert_echo(&mut by_upstream, Message::text("one")).await;
@@ -201,6 +207,18 @@ routes:
         );
     }
     client_close(&mut talking).await;
+    for ws in &mut silent {
+        closed_within(ws).await;
+    }
+    let t = gw.target_state("short", &origin.addr()).await;
+    assert_eq!(t["circuit_breaker"]["state"], "closed", "{t}");
+    assert_eq!(t["circuit_breaker"]["failures"], 0, "{t}");
+    let text = gw.metrics().await;
+    let errors: Vec<_> = metric_series(&text, "gateway_requests_total", &[])
+        .into_iter()
+        .filter(|(labels, _)| labels.contains("status=\"5"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[tokio::test]
