@@ -9,15 +9,17 @@
 //! ```text
 //!  attempt failed ──▶ total time left? ── no ──▶ answer 504
 //!        │ yes
+//!  safe to send again? (nothing ever delivered: any request; else idempotent or
+//!        │              Idempotency-Key, nothing sent to the client; and the body still in
+//!        │              the replay buffer) ── no ──▶ the fallback's rules below, or answer
+//!        │ yes
 //!  a reused pooled connection broke, first time? ── yes ──▶ same upstream, any target, at once, uncounted
 //!        │ no
-//!  safe to send again? (nothing sent: any request; else idempotent or Idempotency-Key,
-//!        │              body within the replay buffer, nothing sent to the client) ── no ──▶ answer
-//!        │ yes
-//!  retries left, an untried target, retry budget ── yes ──▶ same upstream, another target, after backoff
+//!  retries left, an untried target, the backoff fits in `total`, retry budget ── yes ──▶ same upstream, another target, after backoff
 //!        │ no
-//!  on the route's upstream, fallback takes this failure (`on:`), replay allowed (`methods:` or
-//!  Idempotency-Key), fallback has a target, fallback budget (replays only) ── yes ──▶ fallback
+//!  on the route's upstream, fallback takes this failure (`on:`), and, for a request that may
+//!  have been delivered, replay allowed (`methods:` or Idempotency-Key, body kept, fallback
+//!  budget); the fallback has a target ── yes ──▶ fallback
 //!        │ no
 //!  answer the error
 //! ```
@@ -27,11 +29,13 @@
 //! same upstream.
 //!
 //! ## What "replay" means
-//! `unavailable` (no target could take the request) and `connect_error` (nothing was sent) send
-//! the request to the fallback for the first time: any method, no budget. `timeout`, `reset` and
-//! `status` *replay* a request the failing service may already have acted on: only methods in the
-//! fallback's `methods` (or requests carrying `Idempotency-Key`), only bodies still in the replay
-//! buffer, and only within the fallback's budget (the extra load the monolith takes on).
+//! A request is *delivered* once an attempt failed in a way that may have let the service act
+//! on it: a `timeout`, a `reset`, a broken pooled connection or a failure answer. Until then
+//! (only refused connections, or no target at all) the fallback gets it for the first time:
+//! any method, no budget. After that, every further send is a *replay*, whatever the later
+//! failure is (a retry's refused connection, a breaker that opened meanwhile): only methods in
+//! the fallback's `methods` (or requests carrying `Idempotency-Key`), only bodies still in the
+//! replay buffer, and only within the fallback's budget (the extra load the monolith takes on).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -231,6 +235,9 @@ pub struct Attempts {
     fallback_counted: bool,
     /// When the route's `timeouts.total` runs out (set by the first attempt).
     deadline: Option<Instant>,
+    /// The first failure that may have delivered the request to the service (see the module
+    /// docs): from then on every send is a replay.
+    delivered: Option<Reason>,
 }
 
 impl Default for Attempts {
@@ -246,6 +253,7 @@ impl Default for Attempts {
             replay_pending: false,
             fallback_counted: false,
             deadline: None,
+            delivered: None,
         }
     }
 }
@@ -293,19 +301,14 @@ impl Attempts {
             // The clock is read only for a route with a total (the hot path has none).
             self.deadline = total.map(|t| Instant::now() + t);
         }
-        self.count += 1;
         self.replay_pending = false;
         let backoff = std::mem::take(&mut self.backoff_next);
-        let remaining = match self.deadline {
+        let remaining = match self.left() {
             None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left <= backoff {
-                    return Err(Expired);
-                }
-                Some(left - backoff)
-            }
+            Some(left) if left <= backoff => return Err(Expired),
+            Some(left) => Some(left - backoff),
         };
+        self.count += 1;
         Ok(Plan { backoff, remaining })
     }
 
@@ -316,17 +319,27 @@ impl Attempts {
     }
 
     /// No target of the route's upstream can take the request: the fallback, if the route has
-    /// one that takes `unavailable` and the request is not on it already.
-    pub fn on_unavailable(&mut self, fallback: Option<&FallbackSpec>) -> Option<Reason> {
-        if !fallback.is_some_and(|f| f.on.unavailable) || self.side != Side::Route {
-            return None;
+    /// one that takes `unavailable` and the request is not on it already (and, when it may have
+    /// been delivered by an earlier attempt, if it may be replayed).
+    pub fn on_unavailable(&mut self, fallback: Option<Fallback<'_>>, replay: Replay) -> Decision {
+        match fallback {
+            Some(fb) if fb.spec.on.unavailable && self.side == Side::Route => {
+                self.try_fallback(fb, Reason::Unavailable, replay)
+            }
+            _ => Decision::just(Next::Answer),
         }
-        self.fall_back(Reason::Unavailable);
-        Some(Reason::Unavailable)
+    }
+
+    /// Why the fallback is answering: `Some` once its first attempt found a target.
+    pub fn answered_by_fallback(&self) -> Option<Reason> {
+        match self.side {
+            Side::Fallback(reason) if self.fallback_counted => Some(reason),
+            _ => None,
+        }
     }
 
     /// The request's first attempt on the fallback found a target: `Some(reason)` once per
-    /// request (for `gateway_fallbacks_total` and `X-Gateway-Fallback`).
+    /// request (for `gateway_fallbacks_total`).
     pub fn fallback_started(&mut self) -> Option<Reason> {
         match self.side {
             Side::Fallback(reason) if !self.fallback_counted => {
@@ -348,12 +361,10 @@ impl Attempts {
         let Some(fb) = fallback.filter(|f| f.spec.on.statuses.contains(status)) else {
             return Decision::just(Next::Answer);
         };
-        if self.side != Side::Route || !replay.nothing_sent {
+        if self.side != Side::Route || !replay.nothing_sent || self.expired() {
             return Decision::just(Next::Answer);
         }
-        if self.expired() {
-            return Decision::just(Next::Answer);
-        }
+        self.delivered.get_or_insert(Reason::Status);
         let decision = self.try_fallback(fb, Reason::Status, replay);
         if decision.next != Next::Answer {
             self.replay_pending = true;
@@ -378,10 +389,13 @@ impl Attempts {
         if self.expired() {
             return Decision::just(Next::Expired);
         }
-        // A refused connection sent nothing: any request may go again (its body, if pingora
-        // read any, is still in the replay buffer unless it outgrew it).
-        let again = replay.body_kept
-            && (failure == Failure::Connect || replay.retry_safe && replay.nothing_sent);
+        // Nothing delivered yet (only refused connections so far): any request may go again
+        // (its body, if pingora read any, is still in the replay buffer unless it outgrew it).
+        let first_send = failure == Failure::Connect && self.delivered.is_none();
+        if failure != Failure::Connect {
+            self.delivered.get_or_insert(Reason::of(failure));
+        }
+        let again = replay.body_kept && (first_send || replay.retry_safe && replay.nothing_sent);
         if stale && !self.stale_retry_used && again {
             self.stale_retry_used = true;
             self.any_target_next = true;
@@ -391,14 +405,11 @@ impl Attempts {
             });
         }
         let mut decision = Decision::just(Next::Answer);
-        if again
-            && self.retries_spent < rules.retries.attempts
-            && rules.untried_target
-            && !self.expired()
-        {
+        let backoff = rules.retries.backoff_for(self.retries_spent + 1);
+        let fits = self.left().is_none_or(|left| backoff < left);
+        if again && self.retries_spent < rules.retries.attempts && rules.untried_target && fits {
             if rules.retry_budget.try_retry() {
                 self.retries_spent += 1;
-                let backoff = rules.retries.backoff_for(self.retries_spent);
                 self.backoff_next = backoff;
                 return Decision::just(Next::Retry {
                     backoff,
@@ -426,7 +437,8 @@ impl Attempts {
             retry_budget_exhausted: false,
             fallback_skipped: Some(why),
         };
-        if reason.is_replay() {
+        let replaying = reason.is_replay() || self.delivered.is_some();
+        if replaying {
             if !replay.nothing_sent {
                 return Decision::just(Next::Answer);
             }
@@ -440,7 +452,7 @@ impl Attempts {
         if !fb.has_target {
             return skip(Skipped::NoTarget);
         }
-        if reason.is_replay() && !fb.budget.try_retry() {
+        if replaying && !fb.budget.try_retry() {
             return skip(Skipped::Budget);
         }
         self.fall_back(reason);
@@ -454,7 +466,13 @@ impl Attempts {
     }
 
     fn expired(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.left().is_some_and(|left| left.is_zero())
+    }
+
+    /// What is left of `timeouts.total` (`None`: the route has none).
+    fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -876,16 +894,145 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unavailable_goes_to_the_fallback_only_when_listed_and_once() {
-        let mut listed = spec(&[]);
+        let listed = spec(&[]);
+        let fbb = budget(0);
+        fn fb<'a>(spec: &'a FallbackSpec, budget: &'a RetryBudget) -> Fallback<'a> {
+            Fallback {
+                spec,
+                budget,
+                has_target: true,
+            }
+        }
         let mut a = Attempts::default();
         a.start(None).unwrap();
-        assert_eq!(a.on_unavailable(None), None);
-        assert_eq!(a.on_unavailable(Some(&listed)), Some(Reason::Unavailable));
-        assert_eq!(a.on_unavailable(Some(&listed)), None, "already on it");
-        listed.on.unavailable = false;
+        assert_eq!(a.on_unavailable(None, POST).next, Next::Answer);
+        assert_eq!(
+            a.on_unavailable(Some(fb(&listed, &fbb)), POST).next,
+            Next::Fallback(Reason::Unavailable),
+            "nothing was delivered: any method, no budget"
+        );
+        assert_eq!(a.answered_by_fallback(), None, "not before its pick");
+        a.start(None).unwrap();
+        assert_eq!(a.fallback_started(), Some(Reason::Unavailable));
+        assert_eq!(a.answered_by_fallback(), Some(Reason::Unavailable));
+        assert_eq!(
+            a.on_unavailable(Some(fb(&listed, &fbb)), GET).next,
+            Next::Answer,
+            "already on it"
+        );
+        let mut unlisted = spec(&[]);
+        unlisted.on.unavailable = false;
         let mut b = Attempts::default();
         b.start(None).unwrap();
-        assert_eq!(b.on_unavailable(Some(&listed)), None);
+        assert_eq!(
+            b.on_unavailable(Some(fb(&unlisted, &fbb)), GET).next,
+            Next::Answer
+        );
+    }
+
+    /// Once an attempt may have delivered the request, a later refused connection or a
+    /// breaker that opened meanwhile does not make it a first send again.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_once_delivered_is_only_ever_replayed() {
+        let policy = retries(1);
+        let (rb, fbb, none) = (budget(100), budget(100), budget(0));
+        let mut get_only = spec(&[]);
+        get_only.methods = vec![http::Method::GET];
+        fn rules<'a>(
+            policy: &'a RetryPolicy,
+            rb: &'a RetryBudget,
+            fb: Fallback<'a>,
+            untried: bool,
+        ) -> Rules<'a> {
+            Rules {
+                retries: policy,
+                retry_budget: rb,
+                untried_target: untried,
+                fallback: Some(fb),
+            }
+        }
+        let fb = |budget| Fallback {
+            spec: &get_only,
+            budget,
+            has_target: true,
+        };
+        let delete = Replay {
+            fallback_safe: false,
+            ..GET
+        };
+        // A DELETE resets on one target (it may have been deleted), is retried on another,
+        // which refuses: the fallback's `methods` still decide.
+        let mut a = Attempts::default();
+        a.start(None).unwrap();
+        a.picked(A);
+        assert_eq!(
+            a.decide(
+                Failure::Reset,
+                false,
+                rules(&policy, &rb, fb(&fbb), true),
+                delete
+            )
+            .next,
+            RETRY
+        );
+        a.start(None).unwrap();
+        a.picked(A);
+        let d = a.decide(
+            Failure::Connect,
+            false,
+            rules(&policy, &rb, fb(&fbb), false),
+            delete,
+        );
+        assert_eq!(
+            (d.next, d.fallback_skipped),
+            (Next::Answer, Some(Skipped::Method))
+        );
+        // A GET times out, and by its retry every target is out: a replay, on the budget.
+        let mut b = Attempts::default();
+        b.start(None).unwrap();
+        b.picked(A);
+        assert_eq!(
+            b.decide(
+                Failure::Timeout,
+                false,
+                rules(&policy, &rb, fb(&fbb), true),
+                GET
+            )
+            .next,
+            RETRY
+        );
+        b.start(None).unwrap();
+        let d = b.on_unavailable(Some(fb(&none)), GET);
+        assert_eq!(
+            (d.next, d.fallback_skipped),
+            (Next::Answer, Some(Skipped::Budget))
+        );
+        // A refused POST, then another refused target: still a first send.
+        let mut c = Attempts::default();
+        c.start(None).unwrap();
+        c.picked(A);
+        assert_eq!(
+            c.decide(
+                Failure::Connect,
+                false,
+                rules(&policy, &rb, fb(&none), true),
+                POST
+            )
+            .next,
+            RETRY
+        );
+        c.start(None).unwrap();
+        c.picked(A);
+        assert_eq!(
+            c.decide(
+                Failure::Connect,
+                false,
+                rules(&policy, &rb, fb(&none), false),
+                POST
+            )
+            .next,
+            Next::Fallback(Reason::ConnectError)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -918,16 +1065,37 @@ mod tests {
         assert_eq!(plan.remaining, Some(Duration::from_millis(300)));
         tokio::time::advance(Duration::from_millis(650)).await;
         a.picked(A);
-        // 50 ms left, an 800 ms backoff: no attempt can start.
-        assert!(matches!(
-            a.decide(Failure::Reset, false, rules, GET).next,
-            Next::Retry { .. }
-        ));
-        assert_eq!(a.start(total), Err(Expired));
+        // 50 ms left, an 800 ms backoff: no retry (nor its budget) is spent on an attempt
+        // that could not start; the fallback, tried at once, still could.
+        let fbb = budget(100);
+        let fb_spec = spec(&[]);
+        let with_fallback = Rules {
+            fallback: Some(Fallback {
+                spec: &fb_spec,
+                budget: &fbb,
+                has_target: true,
+            }),
+            ..rules
+        };
+        let spent = rb.snapshot();
+        assert_eq!(
+            a.decide(Failure::Reset, false, with_fallback, GET).next,
+            Next::Fallback(Reason::Reset)
+        );
+        assert_eq!(rb.snapshot(), spent);
+        let plan = a.start(total).unwrap();
+        assert_eq!(plan.remaining, Some(Duration::from_millis(50)));
+        assert_eq!(a.count(), 3);
         tokio::time::advance(Duration::from_millis(50)).await;
         assert_eq!(
             a.decide(Failure::Reset, false, rules, GET).next,
             Next::Expired
+        );
+        assert_eq!(a.start(total), Err(Expired));
+        assert_eq!(
+            a.count(),
+            3,
+            "an attempt that could not start is not counted"
         );
     }
 

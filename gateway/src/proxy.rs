@@ -27,7 +27,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::auth::verify::Verified;
 use crate::breaker::{Outcome, Permit};
 use crate::config::model::{Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey};
-use crate::failover::{self, Failure, Next, Side, Skipped};
+use crate::failover::{self, Failure, Next, Side};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
@@ -192,8 +192,8 @@ impl ProxyHttp for Proxy {
         if !plan.backoff.is_zero() {
             tokio::time::sleep(plan.backoff).await;
         }
-        ctx.attempt = Attempt::default();
-        let fallback = fallback_of(&route, &primary, &ctx.rt);
+        let rt = ctx.rt.clone();
+        let fallback = fallback_of(&route, &primary, &rt);
         let side = match (ctx.failover.side(), fallback) {
             (Side::Fallback(_), Some((_, fb))) => fb,
             _ => &primary,
@@ -201,20 +201,16 @@ impl ProxyHttp for Proxy {
         let (up, pick) = match side.pick(ctx.failover.avoid()) {
             Ok(pick) => (side.clone(), pick),
             Err(unavailable) => {
-                let to_fallback = ctx.failover.on_unavailable(fallback.map(|(spec, _)| spec));
-                let picked = match (to_fallback, fallback) {
-                    (Some(_), Some((_, fb))) => {
+                let rules = self.fallback_rules(&rt, &ctx.failover, &route, &primary);
+                let replay = replay_facts(session, ctx, route.fallback.as_ref());
+                let decision = ctx.failover.on_unavailable(rules, replay);
+                self.count_decision(&decision, &route, &primary);
+                let picked = match (decision.next, fallback) {
+                    (Next::Fallback(_), Some((_, fb))) => {
                         fb.pick(ctx.failover.avoid()).map(|p| (fb.clone(), p))
                     }
                     _ => Err(unavailable),
                 };
-                if to_fallback.is_some() && picked.is_err() {
-                    self.shared
-                        .metrics
-                        .fallbacks_skipped
-                        .with_label_values(&[route.name.as_str(), Skipped::NoTarget.as_str()])
-                        .inc();
-                }
                 match picked {
                     Ok(picked) => picked,
                     Err(also) => {
@@ -230,6 +226,7 @@ impl ProxyHttp for Proxy {
                 }
             }
         };
+        ctx.attempt = Attempt::default();
         if let Some(reason) = ctx.failover.fallback_started() {
             self.shared
                 .metrics
@@ -267,9 +264,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        if status == 101 {
+        if status == 101 && session.is_upgrade_req() {
             // A tunnel from here on: the handshake succeeded, and the connection's end is not
             // the target's failure. The client side may now be as quiet as the upstream side.
+            // (A 101 to a request that asked for no upgrade is pingora's to refuse.)
             ctx.attempt.upgraded = true;
             if let Some(permit) = ctx.attempt.permit.take() {
                 permit.record(Outcome::Success);
@@ -398,7 +396,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
-        if let Side::Fallback(reason) = ctx.failover.side() {
+        if let Some(reason) = ctx.failover.answered_by_fallback() {
             resp.insert_header(FALLBACK_WIRE, reason.as_str())?;
         }
         if let Some(fields) = &ctx.rate_limit {
@@ -420,7 +418,7 @@ impl ProxyHttp for Proxy {
             ctx.request_id = request_id::generate();
         }
         let mut code = 0;
-        if ctx.attempt.upgraded {
+        if is_tunnel(session, ctx) {
             // A tunnel ended (its 101 was the answer): nothing failed.
             tracing::debug!(request_id = %ctx.request_id, error = %e, "upgraded connection closed");
             return FailToProxy {
@@ -466,7 +464,7 @@ impl ProxyHttp for Proxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         // The end of a tunnel is how a tunnel ends, not an error of the request.
-        let e = e.filter(|_| !ctx.attempt.upgraded);
+        let e = e.filter(|_| !is_tunnel(session, ctx));
         ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
         if let Some(log) = self.shared.telemetry.access_log()
             && log.wants(status)
@@ -604,10 +602,10 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
         bytes_sent: session.as_downstream().body_bytes_sent(),
         bytes_received: session.as_downstream().body_bytes_read(),
         attempts: ctx.failover.count(),
-        fallback: match ctx.failover.side() {
-            Side::Fallback(reason) => Some(reason.as_str()),
-            Side::Route => None,
-        },
+        fallback: ctx
+            .failover
+            .answered_by_fallback()
+            .map(failover::Reason::as_str),
         user_id: ctx.identity.as_ref().and_then(|v| v.sub.as_deref()),
     }
 }
@@ -633,7 +631,11 @@ impl Proxy {
         };
         let up = upstream_named(&ctx.rt, name)?;
         up.budget.record_request();
-        if let Some(budget) = ctx.rt.fallback_budget(route.index) {
+        // The fallback budget counts the route's requests only where a replay can spend it.
+        if let Some((spec, _)) = fallback_of(route, &up, &ctx.rt)
+            && spec.on.replays()
+            && let Some(budget) = ctx.rt.fallback_budget(route.index)
+        {
             budget.record_request();
         }
         ctx.primary = Some(up.clone());
@@ -676,6 +678,10 @@ impl Proxy {
 
     /// Whether a failure answer is dropped and the request replayed to the fallback.
     fn falls_back_on_status(&self, session: &Session, ctx: &mut RequestCtx, status: u16) -> bool {
+        let listed = ctx.route.as_ref().and_then(|r| r.fallback.as_ref());
+        if !listed.is_some_and(|f| f.on.statuses.contains(status)) {
+            return false;
+        }
         let (Some(route), Some(primary)) = (ctx.route.clone(), ctx.primary.clone()) else {
             return false;
         };
@@ -683,9 +689,6 @@ impl Proxy {
         let Some(fallback) = self.fallback_rules(&rt, &ctx.failover, &route, &primary) else {
             return false;
         };
-        if !fallback.spec.on.statuses.contains(status) {
-            return false;
-        }
         let replay = replay_facts(session, ctx, Some(fallback.spec));
         let decision = ctx.failover.on_status(status, Some(fallback), replay);
         self.count_decision(&decision, &route, &primary);
@@ -730,6 +733,11 @@ impl Proxy {
                 .inc();
         }
     }
+}
+
+/// The request's answer was a `101` and its connection a tunnel, now ended.
+fn is_tunnel(session: &Session, ctx: &RequestCtx) -> bool {
+    ctx.attempt.upgraded && session.response_written().is_some_and(|r| r.status == 101)
 }
 
 /// What the request allows a replay (see [`failover::Replay`]).

@@ -47,6 +47,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         grace_period_seconds: Some(settings.drain_timeout.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: settings.upstream_keepalive_pool,
+        // Above the most attempts `failover` can ask for (1 + 10 retries + the free one on the
+        // route's upstream, as many on the fallback), so pingora never stops it first.
+        max_retries: 32,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -223,8 +223,8 @@ impl Upstream {
     }
 
     /// A peer for `target` with one attempt's timeouts and this upstream's keep-alive. pingora
-    /// pools connections per peer (address and options alike), so requests to the same target
-    /// reuse kept-alive connections.
+    /// pools connections by the peer's address (its reuse hash leaves the timeouts out), so
+    /// attempts with different timeouts still share the target's kept-alive connections.
     pub fn peer(&self, target: &Target, t: &AttemptTimeouts) -> HttpPeer {
         let mut peer = HttpPeer::new(target.addr, false, String::new());
         peer.options.connection_timeout = Some(t.connect);

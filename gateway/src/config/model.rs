@@ -280,6 +280,12 @@ pub struct FallbackOn {
 }
 
 impl FallbackOn {
+    /// Whether a failure it takes may replay a request the service may have acted on (and so
+    /// spend the budget).
+    pub fn replays(&self) -> bool {
+        self.timeout || self.reset || !self.statuses.is_empty()
+    }
+
     /// `unavailable, connect_error, timeout, reset, status 500-504`: as written in `explain`.
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = [
