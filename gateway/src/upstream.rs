@@ -22,6 +22,7 @@ use crate::config::model::{
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry_budget::RetryBudget;
+use crate::split::{Position, side_of};
 
 pub struct Upstream {
     pub spec: Arc<UpstreamSpec>,
@@ -273,23 +274,13 @@ fn new_target(spec: &UpstreamSpec, name: &str, addr: SocketAddr, metrics: &Arc<M
     }
 }
 
-/// Picks a side of a weighted split. With a key, the same key always gets the same side (for as
-/// long as the weights do not change): `xxh3(key) mod total_weight` walks the cumulative weights.
-/// Without a key the pick is random by weight.
+/// Picks a side of a weighted split (see [`crate::split`]): with a key, the side owning the
+/// key's position, which a change of weights moves only at the shares' edges; without one, a
+/// random position.
 pub fn pick_side<'a>(sides: &'a [SplitSide], key: Option<&[u8]>) -> &'a SplitSide {
-    let total: u64 = sides.iter().map(|s| u64::from(s.weight)).sum();
-    let point = match key {
-        Some(k) => xxhash_rust::xxh3::xxh3_64(k) % total.max(1),
-        None => rand::random_range(0..total.max(1)),
-    };
-    let mut acc = 0u64;
-    for s in sides {
-        acc += u64::from(s.weight);
-        if point < acc {
-            return s;
-        }
-    }
-    &sides[sides.len() - 1]
+    let p = key.map_or_else(Position::random, |k| Position::of(0, k));
+    let i = side_of(sides.iter().map(|s| s.weight), p).unwrap_or(0);
+    &sides[i]
 }
 
 #[cfg(test)]
