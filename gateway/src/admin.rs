@@ -179,6 +179,14 @@ enum PathView<'a> {
 #[serde(rename_all = "snake_case")]
 enum TargetView<'a> {
     Upstream(&'a str),
+    /// `{ "cohort_split": { "to", "rest", "percent", "cohort" } }`.
+    CohortSplit {
+        to: &'a str,
+        rest: &'a str,
+        /// As written (`12.5`).
+        percent: f64,
+        cohort: &'a str,
+    },
     #[serde(untagged)]
     Split {
         split: Vec<SideView<'a>>,
@@ -247,6 +255,12 @@ impl<'a> RouteView<'a> {
                         })
                         .collect(),
                     sticky_by: sticky_by.as_ref().map(|k| k.to_string()),
+                },
+                RouteTarget::Cohort(c) => TargetView::CohortSplit {
+                    to: &c.to,
+                    rest: &c.rest,
+                    percent: f64::from(c.basis_points) / 100.0,
+                    cohort: &c.cohort.name,
                 },
             },
             rewrite: r.rewrite.as_ref().map(|rw| match rw {

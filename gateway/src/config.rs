@@ -34,6 +34,7 @@
 //! on, so one run finds every problem; a section with problems yields no model.
 
 mod auth;
+mod cohorts;
 pub mod defaults;
 pub mod duration;
 pub mod file;
@@ -156,7 +157,7 @@ pub fn load_file_on(path: &Path, host: Option<&dyn Host>) -> Result<Loaded, Load
     let source = read_bounded(path)
         .map_err(|reason| LoadError::whole_file(&name, Pos { line: 1, col: 1 }, reason))?;
     let config = load(&name, &source, host)?;
-    let hash = format!("sha256:{:x}", Sha256::digest(source.as_bytes()));
+    let hash = source_hash(&source);
     Ok(Loaded {
         config,
         path: path.to_path_buf(),
@@ -166,6 +167,17 @@ pub fn load_file_on(path: &Path, host: Option<&dyn Host>) -> Result<Loaded, Load
 }
 
 /// The file's text; never reads more than one byte past [`yaml::MAX_FILE_BYTES`].
+/// The hash a loaded file is known by (`Loaded::hash`, `/admin/config`).
+fn source_hash(source: &str) -> String {
+    format!("sha256:{:x}", Sha256::digest(source.as_bytes()))
+}
+
+/// The hash of the file at `path` as it is now (`None`: unreadable or too large), to compare
+/// with a loaded file's.
+pub fn file_hash(path: &Path) -> Option<String> {
+    read_bounded(path).ok().map(|s| source_hash(&s))
+}
+
 fn read_bounded(path: &Path) -> Result<String, Problem> {
     use std::io::Read;
     let unreadable = |e: std::io::Error| Problem::Unreadable(e.to_string());
@@ -339,8 +351,14 @@ impl Validator<'_> {
             .rate_limits
             .and_then(|v| self.rate_limits(v, auth.as_ref()));
         let upstreams = self.upstreams(top.upstreams.unwrap_or_default());
+        let cohorts = self.cohorts(top.cohorts.unwrap_or_default());
         let observability = self.observability(top.observability);
-        let routes = self.routes(top.routes.unwrap_or_default(), &upstreams, auth_declared);
+        let routes = self.routes(
+            top.routes.unwrap_or_default(),
+            &upstreams,
+            &cohorts,
+            auth_declared,
+        );
 
         self.route_rate_limits(&routes, rate_limits.as_ref(), declared_policies.as_deref());
         if let Some(a) = auth.as_mut() {
@@ -357,6 +375,7 @@ impl Validator<'_> {
             auth,
             rate_limits,
             upstreams: upstreams.valid,
+            cohorts: cohorts.valid,
             routes,
             observability: observability?,
             addresses: self

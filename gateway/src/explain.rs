@@ -135,6 +135,21 @@ pub fn explain(
                 let _ = writeln!(out, "           {}", describe_upstream(config, &s.upstream));
             }
         }
+        RouteTarget::Cohort(c) => {
+            let keys: Vec<String> = c.cohort.keys().map(|k| k.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "upstream:  {} for {}% of cohort {} (by {}), else {}",
+                c.to,
+                c.percent(),
+                c.cohort.name,
+                keys.join(", then "),
+                c.rest
+            );
+            for name in [&c.to, &c.rest] {
+                let _ = writeln!(out, "           {}", describe_upstream(config, name));
+            }
+        }
     }
     if let Some(fb) = &route.fallback {
         let own = matches!(&route.target, RouteTarget::Single(u) if *u == fb.upstream);

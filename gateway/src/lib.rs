@@ -27,6 +27,7 @@
 //! | 4 domain | [`metrics`] | every metric, registered once; series set up and removed here |
 //! | | [`routing`] | the route table and its precedence rule, prefix rewriting |
 //! | | [`health`] | one target's active-health state and its probe |
+//! | | [`cohort`] | placing a request in a cohort (pin cookie, keys, position) and the side of a percent split |
 //! | 5 | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
 //! | | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
 //! | | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
@@ -61,6 +62,7 @@ pub mod admin;
 pub mod auth;
 pub mod background;
 pub mod breaker;
+pub mod cohort;
 pub mod config;
 pub mod edge;
 pub mod explain;

@@ -26,7 +26,9 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::auth::verify::Verified;
 use crate::breaker::{Outcome, Permit};
-use crate::config::model::{Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey};
+use crate::config::model::{
+    CohortSplit, Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey,
+};
 use crate::failover::{self, Failure, Next, Side};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
@@ -34,7 +36,7 @@ use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, forwarding, path, ratelimit, request_head, request_id};
+use crate::{auth, cohort, forwarding, path, ratelimit, request_head, request_id};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -80,6 +82,8 @@ pub struct RequestCtx {
     failover: failover::Attempts,
     /// The current attempt.
     attempt: Attempt,
+    /// The `Set-Cookie` value of a cohort pin to send with the answer.
+    pin_cookie: Option<String>,
     /// The verified token, when the route checked one and the request carried one.
     identity: Option<Arc<Verified>>,
     /// What the upstream's `Authorization` header becomes (auth routes: verified or absent).
@@ -125,6 +129,7 @@ impl ProxyHttp for Proxy {
             primary: None,
             failover: failover::Attempts::default(),
             attempt: Attempt::default(),
+            pin_cookie: None,
             identity: None,
             authorization: auth::ForwardAuthorization::AsSent,
             rate_limit: None,
@@ -399,6 +404,9 @@ impl ProxyHttp for Proxy {
         if let Some(reason) = ctx.failover.answered_by_fallback() {
             resp.insert_header(FALLBACK_WIRE, reason.as_str())?;
         }
+        if let Some(pin) = ctx.pin_cookie.take() {
+            resp.append_header(header::SET_COOKIE, pin)?;
+        }
         if let Some(fields) = &ctx.rate_limit {
             for (name, value) in fields.pairs() {
                 resp.insert_header(name, value)?;
@@ -628,7 +636,16 @@ impl Proxy {
                 let key = sticky_by.as_ref().and_then(|k| sticky_key(k, session, ctx));
                 upstream::pick_side(sides, key.as_deref()).upstream.as_str()
             }
+            RouteTarget::Cohort(split) => self.place(session, ctx, split),
         };
+        if !matches!(route.target, RouteTarget::Single(_)) {
+            ctx.trace.attributes(|| {
+                vec![opentelemetry::KeyValue::new(
+                    "gateway.split.side",
+                    name.to_string(),
+                )]
+            });
+        }
         let up = upstream_named(&ctx.rt, name)?;
         up.budget.record_request();
         // The fallback budget counts the route's requests only where a replay can spend it.
@@ -640,6 +657,38 @@ impl Proxy {
         }
         ctx.primary = Some(up.clone());
         Ok(up)
+    }
+
+    /// The side of a percent split (see [`cohort`]): by a valid pin, else by the cohort's keys,
+    /// else `rest`. A cohort with a pin gets one on the answer when it had none.
+    fn place<'a>(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        split: &'a CohortSplit,
+    ) -> &'a str {
+        let cohort = &split.cohort;
+        let now = std::time::SystemTime::now();
+        let headers = &session.req_header().headers;
+        let pinned = cohort.pin.as_ref().and_then(|pin| {
+            let value = cookie(headers, &pin.cookie)?;
+            cohort::verify_pin(cohort, pin, value, now)
+        });
+        let placed = cohort::place(split, pinned, |k| sticky_key(k, session, ctx));
+        if let Some(p) = placed.position {
+            ctx.trace.attributes(|| {
+                vec![opentelemetry::KeyValue::new(
+                    "gateway.cohort.bucket",
+                    i64::from(p.bucket()),
+                )]
+            });
+        }
+        if let (Some(pin), Some(p), None) = (&cohort.pin, placed.position, pinned) {
+            let value = cohort::sign_pin(cohort, pin, p, now);
+            let secure = request_scheme(session, &ctx.rt) == "https";
+            ctx.pin_cookie = Some(cohort::set_cookie(pin, &value, secure));
+        }
+        placed.upstream
     }
 
     /// Whether the failed attempt is tried again (failover decides; this gathers its inputs
@@ -965,18 +1014,7 @@ fn set_forwarded_headers(
         );
         req.insert_header(XFF_WIRE, xff)?;
     }
-    let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    let incoming_proto = session
-        .req_header()
-        .headers
-        .get(&X_FORWARDED_PROTO)
-        .map(|v| v.as_bytes());
-    let proto = match incoming_proto {
-        Some(p @ (b"http" | b"https")) if peer_trusted => std::str::from_utf8(p).unwrap_or("http"),
-        _ if is_tls => "https",
-        _ => "http",
-    };
-    req.insert_header(XFP_WIRE, proto)?;
+    req.insert_header(XFP_WIRE, scheme(session, peer_trusted))?;
     let incoming_host = session.req_header().headers.get(&X_FORWARDED_HOST).cloned();
     let host = match incoming_host {
         Some(h) if peer_trusted => Some(h),
@@ -1002,19 +1040,47 @@ fn set_forwarded_headers(
     Ok(())
 }
 
+/// The scheme the client used: the TLS listener's `https`, or a trusted proxy's
+/// `X-Forwarded-Proto`.
+fn scheme(session: &Session, peer_trusted: bool) -> &'static str {
+    let incoming = session.req_header().headers.get(&X_FORWARDED_PROTO);
+    match incoming.map(|v| v.as_bytes()) {
+        Some(b"https") if peer_trusted => "https",
+        Some(b"http") if peer_trusted => "http",
+        _ if session.digest().is_some_and(|d| d.ssl_digest.is_some()) => "https",
+        _ => "http",
+    }
+}
+
+/// [`scheme`], working out whether the peer is trusted.
+fn request_scheme(session: &Session, rt: &Runtime) -> &'static str {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let trusted =
+        peer.is_some_and(|p| forwarding::is_trusted(p, &rt.loaded.config.trusted_proxies));
+    scheme(session, trusted)
+}
+
+/// The value of the request's cookie `name`, if it sent one.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// The stickiness key of a request, if it has one.
 fn sticky_key(key: &StickyKey, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
     let headers = &session.req_header().headers;
     match key {
         StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
-        StickyKey::Cookie(name) => headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec()),
+        StickyKey::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
         StickyKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
         StickyKey::Claim(name) => ctx.identity.as_ref().and_then(|v| v.claim_key(name)),
     }

@@ -94,8 +94,15 @@ mod tests {
     #[test]
     fn positions_are_fixed_and_salted() {
         assert_eq!(Position::of(0, b"42"), Position::of(0, b"42"));
-        assert_eq!(Position::of(0, b"42").0, xxh3_64(b"42"), "unsalted is plain xxh3");
-        assert_ne!(Position::of(seed("a"), b"42"), Position::of(seed("b"), b"42"));
+        assert_eq!(
+            Position::of(0, b"42").0,
+            xxh3_64(b"42"),
+            "unsalted is plain xxh3"
+        );
+        assert_ne!(
+            Position::of(seed("a"), b"42"),
+            Position::of(seed("b"), b"42")
+        );
         assert_eq!(Position(0).bucket(), 0);
         assert_eq!(Position(u64::MAX).bucket(), BUCKETS - 1);
         assert_eq!(Position(1 << 63).bucket(), 5_000);
@@ -109,9 +116,16 @@ mod tests {
         assert_eq!(side_of([10, 90].into_iter(), at(0.1001)), Some(1));
         assert_eq!(side_of([1, 1, 2].into_iter(), at(0.3)), Some(1));
         assert_eq!(side_of([1, 1, 2].into_iter(), at(0.6)), Some(2));
-        assert_eq!(side_of([0, 5].into_iter(), at(0.0)), Some(1), "a side of weight 0 owns nothing");
+        assert_eq!(
+            side_of([0, 5].into_iter(), at(0.0)),
+            Some(1),
+            "a side of weight 0 owns nothing"
+        );
         assert_eq!(side_of([0, 0].into_iter(), at(0.5)), None);
-        assert_eq!(side_of([u32::MAX, u32::MAX].into_iter(), Position(u64::MAX)), Some(1));
+        assert_eq!(
+            side_of([u32::MAX, u32::MAX].into_iter(), Position(u64::MAX)),
+            Some(1)
+        );
         assert!(in_share(1_000, at(0.0999)));
         assert!(!in_share(1_000, at(0.1)));
         assert!(!in_share(0, Position(0)));

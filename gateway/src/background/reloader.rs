@@ -113,8 +113,12 @@ impl BackgroundService for Reloader {
             }
         };
         // A file event arms a deadline; more events push it back (debounce). SIGHUP reloads at
-        // once and disarms any pending file reload.
-        let mut due: Option<tokio::time::Instant> = None;
+        // once and disarms any pending file reload. A change made between the first load and
+        // the watch starting sent no event: it is caught here, by the file's hash.
+        let loaded = self.shared.runtime().loaded.hash.clone();
+        let missed =
+            crate::config::file_hash(&self.shared.config_path).is_some_and(|h| h != loaded);
+        let mut due = missed.then(|| tokio::time::Instant::now() + self.debounce);
         loop {
             let wait_due = async {
                 match due {

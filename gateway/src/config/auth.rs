@@ -122,11 +122,15 @@ pub(super) fn claims_read_by(
     routes: &[Arc<RouteSpec>],
     limits: Option<&RateLimits>,
 ) -> Vec<String> {
-    let sticky = routes.iter().filter_map(|r| match &r.target {
+    let sticky = routes.iter().flat_map(|r| match &r.target {
         RouteTarget::Split {
-            sticky_by: Some(StickyKey::Claim(c)),
-            ..
-        } => Some(c),
+            sticky_by: Some(k), ..
+        } => vec![k],
+        RouteTarget::Cohort(c) => c.cohort.keys().collect(),
+        _ => vec![],
+    });
+    let sticky = sticky.filter_map(|k| match k {
+        StickyKey::Claim(c) => Some(c),
         _ => None,
     });
     let limited = limits

@@ -192,6 +192,19 @@ pub fn breaker_failure_statuses() -> StatusSet {
     StatusSet::server_errors()
 }
 
+// ---- cohorts ----------------------------------------------------------------------------------
+
+/// `cohorts.NAME.pin.ttl`.
+pub const PIN_TTL: Duration = DAY;
+pub const PIN_TTL_RANGE: Range<Duration> = Range::new(MINUTE, YEAR);
+/// The shortest `cohorts.NAME.pin.secret_file` (bytes): an HMAC-SHA256 key of full strength.
+pub const PIN_SECRET_MIN_BYTES: usize = 32;
+
+/// `cohorts.NAME.pin.cookie`: `gw_cohort_<name>`.
+pub fn pin_cookie(cohort: &str) -> String {
+    format!("gw_cohort_{cohort}")
+}
+
 // ---- fallback -------------------------------------------------------------------------------
 
 /// `routes[].fallback.on` (and the whole meaning of `fallback: NAME`): every failure that
@@ -402,6 +415,7 @@ mod tests {
             row("rate_limits.policies.NAME.per", RATE_LIMIT_PER_RANGE),
             row("rate_limits.policies.NAME.burst", RATE_LIMIT_BURST_RANGE),
             row("routes[].split[].weight", SPLIT_WEIGHT_RANGE),
+            row("cohorts.NAME.pin.ttl", PIN_TTL_RANGE),
             row("routes[].timeouts.response", RESPONSE_TIMEOUT_RANGE),
             row(
                 "routes[].timeouts.upgraded_idle",

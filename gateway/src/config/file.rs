@@ -30,6 +30,7 @@ pub struct Top {
     pub auth: Option<serde_json::Value>,
     pub rate_limits: Option<serde_json::Value>,
     pub upstreams: Option<serde_json::Map<String, serde_json::Value>>,
+    pub cohorts: Option<serde_json::Map<String, serde_json::Value>>,
     pub routes: Option<Vec<serde_json::Value>>,
     pub observability: Option<serde_json::Value>,
 }
@@ -241,7 +242,7 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matcher: Match,
     pub upstream: Option<String>,
-    pub split: Option<Vec<SplitSide>>,
+    pub split: Option<Split>,
     pub sticky_by: Option<String>,
     #[serde(default)]
     pub strip_prefix: bool,
@@ -375,6 +376,52 @@ pub struct Match {
 pub struct SplitSide {
     pub upstream: String,
     pub weight: u32,
+}
+
+/// `split: [ { upstream, weight }, ... ]` or `split: { to, percent, cohort, rest }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Split {
+    Sides(Vec<SplitSide>),
+    Percent(PercentSplit),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PercentSplit {
+    /// The new service.
+    pub to: String,
+    /// 0 to 100, in hundredths at most.
+    pub percent: f64,
+    /// A name of `cohorts:`: whose users move first.
+    pub cohort: String,
+    /// Everyone else, and every request without the cohort's key.
+    pub rest: String,
+}
+
+/// One entry of the top-level `cohorts:`: who moves first (see `docs/routing.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    /// `claim.NAME`, `header.NAME`, `cookie.NAME` or `client_ip`.
+    pub by: String,
+    /// Used when the request has no `by` key.
+    pub fallback_by: Option<String>,
+    /// Default: the cohort's name.
+    pub salt: Option<String>,
+    pub pin: Option<Pin>,
+}
+
+/// `pin:` of a cohort: an HMAC-signed cookie that keeps a visitor's place.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// Default: `gw_cohort_<cohort>`.
+    pub cookie: Option<String>,
+    /// Default: [`defaults::PIN_TTL`].
+    pub ttl: Option<Dur>,
+    /// A file of at least 32 bytes: the HMAC key (every replica needs the same).
+    pub secret_file: String,
 }
 
 /// The `observability:` block (see `docs/observability.md`).

@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     pub rate_limits: Option<RateLimits>,
     pub upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
+    /// The top-level `cohorts:`, by name.
+    pub cohorts: BTreeMap<String, Arc<Cohort>>,
     /// In file order; [`crate::routing::RouteTable`] orders them by precedence.
     pub routes: Vec<Arc<RouteSpec>>,
     pub observability: Observability,
@@ -470,6 +472,63 @@ pub enum RouteTarget {
         sides: Vec<SplitSide>,
         sticky_by: Option<StickyKey>,
     },
+    /// `split: { to, percent, cohort, rest }`.
+    Cohort(CohortSplit),
+}
+
+/// A route moving `percent` of a cohort's users to `to` (see [`crate::split`]).
+#[derive(Debug, Clone)]
+pub struct CohortSplit {
+    pub to: String,
+    pub rest: String,
+    /// The percent in hundredths: 0 to 10,000.
+    pub basis_points: u32,
+    pub cohort: Arc<Cohort>,
+}
+
+impl CohortSplit {
+    /// `10`, `12.5`, `0.01`: the percent as written.
+    pub fn percent(&self) -> String {
+        let (whole, hundredths) = (self.basis_points / 100, self.basis_points % 100);
+        match hundredths {
+            0 => whole.to_string(),
+            h if h % 10 == 0 => format!("{whole}.{}", h / 10),
+            h => format!("{whole}.{h:02}"),
+        }
+    }
+}
+
+/// A validated `cohorts:` entry: who moves first, the same on every route that names it.
+#[derive(Debug)]
+pub struct Cohort {
+    pub name: String,
+    pub by: StickyKey,
+    /// Used when the request has no `by` key.
+    pub fallback_by: Option<StickyKey>,
+    pub salt: String,
+    /// [`crate::split::seed`] of the salt.
+    pub seed: u64,
+    pub pin: Option<PinSpec>,
+}
+
+/// A cohort's `pin:`: the signed cookie that keeps a visitor's position.
+#[derive(Debug, Clone)]
+pub struct PinSpec {
+    pub cookie: String,
+    pub ttl: Duration,
+    pub secret_file: PathBuf,
+    /// The HMAC key, read from `secret_file` by the load (so a reload rotates it).
+    pub secret: Secret,
+}
+
+/// Key material: never printed.
+#[derive(Clone)]
+pub struct Secret(pub Arc<[u8]>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +571,7 @@ impl RouteTarget {
         match self {
             RouteTarget::Single(u) => vec![u.as_str()],
             RouteTarget::Split { sides, .. } => sides.iter().map(|s| s.upstream.as_str()).collect(),
+            RouteTarget::Cohort(c) => vec![c.to.as_str(), c.rest.as_str()],
         }
     }
 }

@@ -180,6 +180,24 @@ pub enum Problem {
     #[error("\"{path}\" is not a valid path: {error}")]
     BadPath { path: String, error: PathError },
 
+    // ---- cohorts and percent splits ------------------------------------------------------
+    #[error("\"{0}\" is not a cookie name: use letters, digits and !#$%&'*+-.^_`|~")]
+    BadCookieName(String),
+    #[error(
+        "the secret has {bytes} bytes; a pin secret needs at least {min} (e.g. `head -c 32 /dev/urandom > FILE`)"
+    )]
+    ShortSecret { bytes: usize, min: usize },
+    #[error("unknown cohort \"{name}\" (known: {})", .known.join(", "))]
+    UnknownCohort { name: String, known: Vec<String> },
+    #[error("must be a percent from 0 to 100 in hundredths at most (such as 10 or 12.5), got {0}")]
+    BadPercent(f64),
+    #[error(
+        "cohort \"{0}\" places users by a claim, which is only known on routes that check tokens: set `auth: optional` or `auth: required`"
+    )]
+    CohortClaimWithoutAuth(String),
+    #[error("the cohort places the requests of a percent split: remove sticky_by")]
+    StickyWithCohort,
+
     // ---- rate limits -----------------------------------------------------------------------
     #[error("store: redis needs `redis_url` (e.g. redis://127.0.0.1:6379/0)")]
     RedisWithoutUrl,
@@ -261,6 +279,7 @@ pub enum Named {
     Route,
     Upstream,
     Policy,
+    Cohort,
 }
 
 impl std::fmt::Display for Named {
@@ -269,6 +288,7 @@ impl std::fmt::Display for Named {
             Named::Route => "route",
             Named::Upstream => "upstream",
             Named::Policy => "policy",
+            Named::Cohort => "cohort",
         })
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use http::{HeaderName, Method};
 
+use super::cohorts::Cohorts;
 use super::duration;
 use super::model::{
-    EncodedSlashes, FallbackOn, FallbackSpec, HostMatch, Matcher, PathMatch, Rewrite, RouteAuth,
-    RouteSpec, RouteTarget, RouteTimeouts, SplitSide, StatusSet, StickyKey,
+    CohortSplit, EncodedSlashes, FallbackOn, FallbackSpec, HostMatch, Matcher, PathMatch, Rewrite,
+    RouteAuth, RouteSpec, RouteTarget, RouteTimeouts, SplitSide, StatusSet, StickyKey,
 };
 use super::problem::Named;
 use super::upstreams::Upstreams;
@@ -39,6 +40,13 @@ pub fn parse_sticky(s: &str) -> Result<StickyKey, Problem> {
     }
 }
 
+/// `percent` in hundredths (`12.5` → 1,250), if it is 0 to 100 with at most two decimals.
+fn percent_basis_points(percent: f64) -> Option<u32> {
+    let hundredths = percent * 100.0;
+    let whole = hundredths.round();
+    ((0.0..=10_000.0).contains(&whole) && (hundredths - whole).abs() < 1e-6).then_some(whole as u32)
+}
+
 impl Validator<'_> {
     /// `routes:`: every valid route in file order. `auth_declared`: whether there is an
     /// `auth:` block at all (valid or not).
@@ -46,6 +54,7 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<serde_json::Value>,
         upstreams: &Upstreams,
+        cohorts: &Cohorts,
         auth_declared: bool,
     ) -> Vec<Arc<RouteSpec>> {
         let mut routes = Vec::new();
@@ -55,7 +64,7 @@ impl Validator<'_> {
         }
         for (i, v) in raw.into_iter().enumerate() {
             let path = index("routes", i);
-            if let Some(r) = self.route(i, v, &path, upstreams, auth_declared) {
+            if let Some(r) = self.route(i, v, &path, upstreams, cohorts, auth_declared) {
                 let name_path = join(&path, "name");
                 if let Some(first) = seen_names.get(&r.name) {
                     let first_line = first.line;
@@ -81,6 +90,7 @@ impl Validator<'_> {
         v: serde_json::Value,
         path: &str,
         upstreams: &Upstreams,
+        cohorts: &Cohorts,
         auth_declared: bool,
     ) -> Option<RouteSpec> {
         let r: file::Route = self.decode(v, path)?;
@@ -121,7 +131,7 @@ impl Validator<'_> {
                 }
                 Some(RouteTarget::Single(u))
             }
-            (None, Some(sides)) => {
+            (None, Some(file::Split::Sides(sides))) => {
                 let split_path = join(path, "split");
                 if sides.is_empty() {
                     self.err(&split_path, Problem::EmptySplit);
@@ -154,6 +164,49 @@ impl Validator<'_> {
                         .collect(),
                     sticky_by,
                 })
+            }
+            (None, Some(file::Split::Percent(p))) => {
+                let split_path = join(path, "split");
+                self.known_upstream(&p.to, &join(&split_path, "to"), upstreams);
+                self.known_upstream(&p.rest, &join(&split_path, "rest"), upstreams);
+                let basis_points = percent_basis_points(p.percent);
+                if basis_points.is_none() {
+                    self.err(
+                        &join(&split_path, "percent"),
+                        Problem::BadPercent(p.percent),
+                    );
+                }
+                if r.sticky_by.is_some() {
+                    self.err(&join(path, "sticky_by"), Problem::StickyWithCohort);
+                }
+                let cohort = cohorts.valid.get(&p.cohort).cloned();
+                let cohort_path = join(&split_path, "cohort");
+                match &cohort {
+                    Some(c)
+                        if route_auth == RouteAuth::None && matches!(c.by, StickyKey::Claim(_)) =>
+                    {
+                        self.err(
+                            &cohort_path,
+                            Problem::CohortClaimWithoutAuth(c.name.clone()),
+                        );
+                    }
+                    Some(_) => {}
+                    None if cohorts.is_declared(&p.cohort) => {}
+                    None => self.err(
+                        &cohort_path,
+                        Problem::UnknownCohort {
+                            name: p.cohort.clone(),
+                            known: some_names(cohorts.valid.keys()),
+                        },
+                    ),
+                }
+                Some(RouteTarget::Cohort(CohortSplit {
+                    to: p.to,
+                    rest: p.rest,
+                    basis_points: basis_points.unwrap_or(0),
+                    // A missing cohort is an error above; the route is dropped with it.
+                    cohort: cohort?,
+                }))
             }
             (Some(_), Some(_)) => {
                 self.err(path, Problem::UpstreamAndSplit);

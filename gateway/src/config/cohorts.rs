@@ -1,0 +1,213 @@
+//! Checks of `cohorts:`: who moves first on the routes that name a cohort (`split: { to,
+//! percent, cohort, rest }`), its keys, its salt and its pin cookie. The routes' side of it
+//! (percent, `to`, `rest`, a claim key on a route without tokens) is in `routes.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::model::{Cohort, PinSpec, Secret, StickyKey};
+use super::problem::Named;
+use super::routes::parse_sticky;
+use super::yaml::join;
+use super::{Problem, Validator, defaults, duration, file, valid_name};
+
+/// The cohorts that passed their checks, and every name declared, so a route naming a broken
+/// cohort is not also told it is unknown.
+pub(super) struct Cohorts {
+    pub(super) valid: BTreeMap<String, Arc<Cohort>>,
+    declared: BTreeSet<String>,
+}
+
+impl Cohorts {
+    pub(super) fn is_declared(&self, name: &str) -> bool {
+        self.declared.contains(name)
+    }
+}
+
+impl Validator<'_> {
+    /// `cohorts:`, each on its own.
+    pub(super) fn cohorts(&mut self, raw: serde_json::Map<String, serde_json::Value>) -> Cohorts {
+        let declared = raw.keys().cloned().collect();
+        let mut valid = BTreeMap::new();
+        for (name, v) in raw {
+            let path = join("cohorts", &name);
+            if let Some(c) = self.cohort(&name, v, &path) {
+                valid.insert(name, Arc::new(c));
+            }
+        }
+        Cohorts { valid, declared }
+    }
+
+    fn cohort(&mut self, name: &str, v: serde_json::Value, path: &str) -> Option<Cohort> {
+        let before = self.count();
+        if !valid_name(name) {
+            self.err(path, Problem::BadName(Named::Cohort, name.to_string()));
+        }
+        let c: file::Cohort = self.decode(v, path)?;
+        let mut key = |text: &str, field: &str| {
+            parse_sticky(text)
+                .map_err(|e| self.err(&join(path, field), e))
+                .ok()
+        };
+        let by = key(&c.by, "by");
+        let fallback_by = c.fallback_by.as_deref().map(|k| key(k, "fallback_by"));
+        let salt = c.salt.unwrap_or_else(|| name.to_string());
+        if salt.is_empty() {
+            self.err(&join(path, "salt"), Problem::Empty);
+        }
+        let pin = c.pin.and_then(|p| self.pin(name, p, &join(path, "pin")));
+        if self.count() > before {
+            return None;
+        }
+        Some(Cohort {
+            name: name.to_string(),
+            by: by?,
+            fallback_by: fallback_by.flatten(),
+            seed: crate::split::seed(&salt),
+            salt,
+            pin,
+        })
+    }
+
+    /// `pin: { cookie, ttl, secret_file }`: the secret is read now, so `validate`, a start and
+    /// a reload all refuse a missing or short one.
+    fn pin(&mut self, cohort: &str, p: file::Pin, path: &str) -> Option<PinSpec> {
+        let before = self.count();
+        let cookie = p.cookie.unwrap_or_else(|| defaults::pin_cookie(cohort));
+        if cookie.is_empty() || !cookie.bytes().all(is_cookie_name_byte) {
+            self.err(
+                &join(path, "cookie"),
+                Problem::BadCookieName(cookie.clone()),
+            );
+        }
+        let ttl = duration::or(p.ttl, defaults::PIN_TTL);
+        self.within(&join(path, "ttl"), ttl, defaults::PIN_TTL_RANGE);
+        let secret_path = join(path, "secret_file");
+        let secret = match std::fs::read(&p.secret_file) {
+            Err(e) => {
+                self.err(
+                    &secret_path,
+                    Problem::CannotRead {
+                        file: p.secret_file.clone(),
+                        error: e.to_string(),
+                    },
+                );
+                None
+            }
+            Ok(bytes) => {
+                let key = bytes.trim_ascii_end();
+                if key.len() < defaults::PIN_SECRET_MIN_BYTES {
+                    self.err(
+                        &secret_path,
+                        Problem::ShortSecret {
+                            bytes: key.len(),
+                            min: defaults::PIN_SECRET_MIN_BYTES,
+                        },
+                    );
+                }
+                Some(Secret(Arc::from(key)))
+            }
+        };
+        if self.count() > before {
+            return None;
+        }
+        Some(PinSpec {
+            cookie,
+            ttl,
+            secret_file: PathBuf::from(p.secret_file),
+            secret: secret?,
+        })
+    }
+}
+
+/// RFC 6265 §4.1.1 cookie-name (an RFC 9110 token).
+fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl Cohort {
+    /// The keys a request is placed by, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &StickyKey> {
+        std::iter::once(&self.by).chain(self.fallback_by.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{at, load, problems};
+
+    const UPSTREAMS: &str =
+        "upstreams:\n  new: { targets: [127.0.0.1:9] }\n  old: { targets: [127.0.0.1:10] }\n";
+
+    fn with_cohorts(cohorts: &str) -> String {
+        format!(
+            "{UPSTREAMS}cohorts:\n{cohorts}routes:\n  - {{ name: r, match: {{}}, split: {{ to: new, percent: 12.5, cohort: early, rest: old }} }}\n"
+        )
+    }
+
+    #[test]
+    fn a_cohort_and_its_pin_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pin.key");
+        std::fs::write(&secret, format!("{}\n", "k".repeat(40))).unwrap();
+        let c = load(&with_cohorts(&format!(
+            "  early: {{ by: header.x-user, fallback_by: cookie.sessionid, pin: {{ secret_file: \"{}\" }} }}\n",
+            secret.display()
+        )));
+        let early = &c.cohorts["early"];
+        assert_eq!(early.salt, "early", "the name is the default salt");
+        assert_eq!(early.seed, crate::split::seed("early"));
+        assert_eq!(early.keys().count(), 2);
+        let pin = early.pin.as_ref().unwrap();
+        assert_eq!(pin.cookie, "gw_cohort_early");
+        assert_eq!(pin.ttl, defaults::PIN_TTL);
+        assert_eq!(
+            pin.secret.0.len(),
+            40,
+            "the trailing newline is not key material"
+        );
+        assert_eq!(format!("{:?}", pin.secret), "Secret(40 bytes)");
+        let crate::config::model::RouteTarget::Cohort(split) = &c.routes[0].target else {
+            panic!("{:?}", c.routes[0].target);
+        };
+        assert_eq!(
+            (split.basis_points, split.percent()),
+            (1_250, "12.5".into())
+        );
+    }
+
+    #[test]
+    fn cohort_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "too short").unwrap();
+        let p = problems(&with_cohorts(&format!(
+            "  early: {{ by: body.x, salt: \"\", pin: {{ cookie: \"a b\", ttl: 1s, secret_file: \"{}\" }} }}\n",
+            short.display()
+        )));
+        assert_eq!(
+            p,
+            at([
+                ("cohorts.early.by", Problem::BadStickyKey("body.x".into())),
+                ("cohorts.early.salt", Problem::Empty),
+                (
+                    "cohorts.early.pin.cookie",
+                    Problem::BadCookieName("a b".into())
+                ),
+                (
+                    "cohorts.early.pin.ttl",
+                    crate::config::tests::out_of_range(
+                        defaults::PIN_TTL_RANGE,
+                        std::time::Duration::from_secs(1)
+                    )
+                ),
+                (
+                    "cohorts.early.pin.secret_file",
+                    Problem::ShortSecret { bytes: 9, min: 32 }
+                ),
+            ])
+        );
+    }
+}
