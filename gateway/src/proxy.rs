@@ -605,6 +605,12 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
             .as_ref()
             .map(|u| u.spec.name.as_str())
             .unwrap_or(""),
+        side: match ctx.route.as_deref().map(|r| &r.target) {
+            Some(RouteTarget::Split { .. } | RouteTarget::Cohort(_)) => {
+                ctx.primary.as_ref().map(|p| p.spec.name.as_str())
+            }
+            _ => None,
+        },
         target: ctx.attempt.target.as_ref().map(|t| t.addr_text.as_str()),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         bytes_sent: session.as_downstream().body_bytes_sent(),

@@ -44,6 +44,9 @@ pub struct Line<'a> {
     /// 0 when no response was sent (the client went away).
     pub status: u16,
     pub upstream: &'a str,
+    /// The side of a split route the request was placed on (before any fallback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<&'a str>,
     /// `ip:port` of the last upstream attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'a str>,
@@ -228,6 +231,7 @@ mod tests {
                 bytes_received: 0,
                 attempts: 1,
                 fallback: None,
+                side: None,
                 user_id: None,
             });
         }
