@@ -96,7 +96,12 @@ impl Validator<'_> {
                 None
             }
             Ok(bytes) => {
-                let key = bytes.trim_ascii_end();
+                // One line ending is not key material (`echo KEY > FILE`); other bytes are, even
+                // whitespace (a random key may end with any byte).
+                let key = bytes
+                    .strip_suffix(b"\r\n")
+                    .or_else(|| bytes.strip_suffix(b"\n"))
+                    .unwrap_or(&bytes);
                 if key.len() < defaults::PIN_SECRET_MIN_BYTES {
                     self.err(
                         &secret_path,

@@ -12,6 +12,7 @@ mod failover;
 mod framing;
 mod heads;
 mod observability;
+mod pin;
 mod ratelimit;
 mod reload;
 mod resilience;
