@@ -215,4 +215,83 @@ mod tests {
             ])
         );
     }
+
+    #[test]
+    fn percent_split_mistakes_are_named() {
+        let route = |split: &str, extra: &str| {
+            format!(
+                "{UPSTREAMS}cohorts:\n  early: {{ by: claim.sub }}\n  anon: {{ by: header.x-user }}\nroutes:\n  - {{ name: r, match: {{}}, split: {split}{extra} }}\n"
+            )
+        };
+        for (percent, ok) in [
+            ("0", true),
+            ("100", true),
+            ("12.34", true),
+            ("0.01", true),
+            ("100.01", false),
+            ("-1", false),
+            ("12.345", false),
+        ] {
+            let src = route(
+                &format!("{{ to: new, percent: {percent}, cohort: anon, rest: old }}"),
+                "",
+            );
+            match ok {
+                true => assert!(
+                    crate::config::load_str("gw.yaml", &src).is_ok(),
+                    "{percent}"
+                ),
+                false => assert_eq!(
+                    problems(&src),
+                    at([(
+                        "routes[0].split.percent",
+                        Problem::BadPercent(percent.parse().unwrap())
+                    )]),
+                    "{percent}"
+                ),
+            }
+        }
+        assert_eq!(
+            problems(&route(
+                "{ to: neu, percent: 5, cohort: erly, rest: old }",
+                ", sticky_by: client_ip"
+            )),
+            at([
+                (
+                    "routes[0].split.to",
+                    Problem::UnknownUpstream {
+                        name: "neu".into(),
+                        known: vec!["new".into(), "old".into()]
+                    }
+                ),
+                (
+                    "routes[0].split.cohort",
+                    Problem::UnknownCohort {
+                        name: "erly".into(),
+                        known: vec!["anon".into(), "early".into()]
+                    }
+                ),
+                ("routes[0].sticky_by", Problem::StickyWithCohort),
+            ])
+        );
+        assert_eq!(
+            problems(&route(
+                "{ to: new, percent: 5, cohort: early, rest: old }",
+                ""
+            )),
+            at([(
+                "routes[0].split.cohort",
+                Problem::CohortClaimWithoutAuth("early".into())
+            )])
+        );
+        // The position of an error in the file, as `gateway validate` prints it.
+        let text = crate::config::tests::errors(&route(
+            "{ to: new, percent: 101, cohort: anon, rest: old }",
+            "",
+        ));
+        assert!(
+            text.starts_with("gw.yaml:8:54: routes[0].split.percent: "),
+            "{text}"
+        );
+    }
 }
