@@ -47,13 +47,13 @@
 //!      │
 //! request_filter ── request id ─ server span (traceparent) ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
 //!      │
-//! upstream_peer ─── split side (weights, sticky key) ─ target (round robin / random) ─ client span per attempt
+//! upstream_peer ─── split side (weights or cohort: pin, key, position) ─ failover's side and backoff ─ target (round robin / random) ─ client span per attempt
 //!      │
 //! upstream_request_filter ─ rewrite path ─ X-Forwarded-* ─ X-Request-ID ─ traceparent ─ identity headers
 //!      │
-//! upstream_response_filter ─ breaker outcome ─ upstream duration
+//! upstream_response_filter ─ breaker outcome ─ upstream duration ─ a failure answer the fallback takes: drop and replay
 //!      │
-//! response_filter ─ X-Request-ID, RateLimit fields   fail_to_proxy ─ 502 / 504 / 503 problem+json
+//! response_filter ─ X-Request-ID, X-Gateway-Fallback, pin Set-Cookie, RateLimit fields   fail_to_proxy ─ 502 / 504 / 503 problem+json
 //!      │
 //! logging ─ span end ─ access log ─ metrics
 //! ```
