@@ -161,7 +161,8 @@ monolith :8000, notifications :8002, payments :8003. Walk through it (needs curl
        -d '{"items":[{"sku":"BOOK","quantity":2,"unit_price":"12.50"}]}'
   curl -s localhost:8080/api/notifications/ -H "authorization: Bearer $TOKEN"   # served by notifications
   curl -s -i localhost:8080/api/payments/ -H "authorization: Bearer $TOKEN" | grep -i x-served-by
-                                                     # payments (10%) or monolith, sticky per user
+                                                     # payments for 10% of users (cohort early), else
+                                                     # monolith; always the same side for this user
   curl -s localhost:8080/api/orders/                 # 401 from the monolith: anonymous
   curl -s localhost:9901/admin/routes | jq '.routes[].name'
   curl -s localhost:9901/metrics | grep '^gateway_requests_total'

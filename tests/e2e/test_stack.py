@@ -8,6 +8,7 @@ started must be gone afterwards.
 Run:  .venv/bin/python -m pytest tests/e2e     (after `cargo build --workspace --bins`)
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -125,6 +126,12 @@ class Stack:
     def admin(self, path: str) -> str:
         return f"http://127.0.0.1:{self.ports['admin']}{path}"
 
+    @property
+    def gateway_config(self) -> Path:
+        """The file the gateway runs on: with ports other than the defaults, scripts/stack.sh
+        writes config/gateway.yaml with this run's ports into the state directory."""
+        return self.state / "gateway.yaml"
+
     def stop(self):
         pids = [self.pid(n) for n in SERVICES if (self.state / "pids" / f"{n}.pid").exists()]
         if self.proc.poll() is None:
@@ -176,6 +183,35 @@ def bearer(token: str) -> dict:
 
 def served_by(resp) -> str:
     return resp.headers.get("x-served-by", "?")
+
+
+def gateway_metric(stack: Stack, series: str) -> float | None:
+    text = requests.get(stack.admin("/metrics"), timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def save_gateway_config(stack: Stack, text: str) -> None:
+    """Saves `text` as the stack's gateway config the way editors do (a new file renamed over
+    the old one) and waits until the gateway serves exactly that text: /admin/config's hash is
+    the file's, and the last reload succeeded."""
+    path = stack.gateway_config
+    scratch = path.with_name(f".{path.name}.saving")
+    scratch.write_text(text)
+    os.replace(scratch, path)
+    want = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def serving():
+        config = requests.get(stack.admin("/admin/config"), timeout=10).json()
+        if config["hash"] == want:
+            return gateway_metric(stack, "gateway_config_last_reload_successful") == 1
+        if gateway_metric(stack, "gateway_config_last_reload_successful") == 0:
+            raise AssertionError(f"the gateway refused the new config: {config['last_reload_error']}")
+        return False
+
+    wait_for(f"the gateway to serve the new {path.name}", serving, timeout=15)
 
 
 def notifications_target(stack: Stack) -> dict:
@@ -239,6 +275,56 @@ def test_the_payments_split_is_honoured_and_sticky_per_user(stack):
         sides[side] = sides.get(side, 0) + 1
     assert set(sides) == {"payments", "monolith"}, sides
     assert sides["monolith"] >= sides["payments"], sides
+
+
+def payments_side(stack: Stack, token: str) -> str:
+    """The side of the payments split a user is on (asked twice: it must not change)."""
+    seen = set()
+    for _ in range(2):
+        r = requests.get(stack.url("/api/payments/"), headers=bearer(token), timeout=10)
+        assert r.status_code == 200, r.text
+        seen.add(served_by(r))
+    assert len(seen) == 1, f"a user moved between sides: {seen}"
+    return seen.pop()
+
+
+def test_raising_the_payments_percent_keeps_every_user_already_on_payments(stack):
+    """Issue 18: the shipped config moves 10% of the `early` cohort (by the token's `sub`) to the
+    payments service. An operator raises it to 50% by editing the file the gateway runs on, which
+    reloads it: every user who was on payments stays there, and the users who move all come from
+    the monolith (about 4 in 9 of them: (50 - 10) / 90). The file is put back afterwards."""
+    shipped = stack.gateway_config.read_text()
+    payments_route = re.compile(r"(split: \{ to: payments, percent: )10(, cohort: early, rest: monolith \})")
+    assert len(payments_route.findall(shipped)) == 1, "config/gateway.yaml: payments is not at percent 10"
+    raised = payments_route.sub(r"\g<1>50\g<2>", shipped)
+
+    # At least 60 users, and at least 3 of them on payments (bounded: 0.9^200 is 7e-10).
+    before: dict[str, str] = {}
+    while (len(before) < 60 or list(before.values()).count("payments") < 3) and len(before) < 200:
+        token = register_and_login(stack, f"ramp-{uuid.uuid4().hex[:10]}@example.com")
+        before[token] = payments_side(stack, token)
+    on_payments = [t for t, side in before.items() if side == "payments"]
+    on_monolith = [t for t, side in before.items() if side == "monolith"]
+    assert len(on_payments) >= 3 and on_monolith, (len(on_payments), len(on_monolith))
+    assert len(on_payments) + len(on_monolith) == len(before), set(before.values())
+
+    try:
+        save_gateway_config(stack, raised)
+        routes = requests.get(stack.admin("/admin/routes"), timeout=10).json()["routes"]
+        target = next(r for r in routes if r["name"] == "payments")["target"]
+        assert target == {"cohort_split": {"to": "payments", "rest": "monolith", "percent": 50.0, "cohort": "early"}}
+        after = {token: payments_side(stack, token) for token in before}
+    finally:
+        save_gateway_config(stack, shipped)
+
+    went_back = [t for t in on_payments if after[t] != "payments"]
+    assert went_back == [], f"{len(went_back)} of the {len(on_payments)} users on payments left it at 50%"
+    moved = [t for t in on_monolith if after[t] == "payments"]
+    share = len(moved) / len(on_monolith)
+    # Expected 4/9 (0.44); with ~55 users these bounds are more than 3 standard deviations away.
+    assert 0.2 <= share <= 0.7, f"{len(moved)} of the {len(on_monolith)} monolith users moved to payments"
+    # Put back to 10%, every user is where they were before the raise.
+    assert {token: payments_side(stack, token) for token in before} == before
 
 
 def test_notifications_down_falls_back_to_the_monolith_and_returns_when_restarted(stack):
