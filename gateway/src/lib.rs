@@ -37,7 +37,7 @@
 //! | | [`explain`] | `gateway explain` |
 //! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking, what a config needs of this machine |
 //! | 8 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
-//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
+//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams`, `/admin/cohorts` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
 //! | 9 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
 //! | 10 | [`server`] | wiring the pingora server together |
