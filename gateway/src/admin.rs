@@ -9,6 +9,11 @@
 //! | `/admin/config` | path, hash and load time of the active config, the last reload error, the YAML |
 //! | `/admin/routes` | routes in precedence order, with their match, upstreams and rewrite |
 //! | `/admin/upstreams` | every upstream's targets with their health and circuit breaker, and its retry budget |
+//! | `/admin/cohorts` | every cohort: its keys, its pin (cookie and ttl, never the secret), the routes that name it with their percent |
+//! | `/admin/cohorts/NAME/assign?key=K` | where a request whose `by` key is `K` goes: its bucket and each route's side ([`cohort::place`], as the proxy) |
+//!
+//! A page that cannot answer (an unknown cohort, a missing key) is a problem+json
+//! ([`respond::body`]), as the proxy's own refusals are.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,15 +25,16 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde::Serialize;
 
-use crate::breaker;
 use crate::config::model::{
-    Config, HostMatch, LoadBalancing, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
+    Cohort, Config, HostMatch, LoadBalancing, PathMatch, Rewrite, RouteAuth, RouteSpec, RouteTarget,
 };
-use crate::failover;
 use crate::health::HealthSnapshot;
+use crate::respond::Problem;
 use crate::retry_budget::BudgetSnapshot;
+use crate::split::Position;
 use crate::state::Shared;
 use crate::upstream::Upstream;
+use crate::{breaker, cohort, failover, request_id, respond};
 
 pub struct AdminApp {
     shared: Arc<Shared>,
@@ -39,7 +45,7 @@ impl AdminApp {
         AdminApp { shared }
     }
 
-    fn route(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+    fn route(&self, method: &http::Method, path: &str, query: Option<&str>) -> Response<Vec<u8>> {
         if method != http::Method::GET && method != http::Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         }
@@ -88,7 +94,24 @@ impl AdminApp {
                     upstreams: upstreams.into_iter().map(UpstreamView::of).collect(),
                 })
             }
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            "/admin/cohorts" => {
+                let rt = self.shared.runtime();
+                json_response(&CohortsView::of(&rt.loaded.hash, &rt.loaded.config))
+            }
+            _ => match path
+                .strip_prefix("/admin/cohorts/")
+                .and_then(|p| p.strip_suffix("/assign"))
+                .filter(|name| !name.is_empty() && !name.contains('/'))
+            {
+                Some(name) => {
+                    let rt = self.shared.runtime();
+                    match AssignView::of(&rt.loaded.config, name, query) {
+                        Ok(view) => json_response(&view),
+                        Err(e) => problem_response(&e.problem()),
+                    }
+                }
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            },
         }
     }
 }
@@ -97,7 +120,7 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        self.route(&req.method, req.uri.path())
+        self.route(&req.method, req.uri.path(), req.uri.query())
     }
 }
 
@@ -444,6 +467,184 @@ impl<'a> UpstreamView<'a> {
     }
 }
 
+/// `/admin/cohorts`: every cohort by name.
+#[derive(Serialize)]
+struct CohortsView<'a> {
+    hash: &'a str,
+    cohorts: Vec<CohortView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CohortView<'a> {
+    name: &'a str,
+    by: String,
+    fallback_by: Option<String>,
+    salt: &'a str,
+    /// `null` when the cohort has no pin.
+    pin: Option<PinView<'a>>,
+    /// The routes that name the cohort, in file order.
+    routes: Vec<CohortRouteView<'a>>,
+}
+
+/// A pin's cookie and lifetime; its secret (and the secret's file) are never shown.
+#[derive(Serialize)]
+struct PinView<'a> {
+    cookie: &'a str,
+    ttl_ms: u64,
+}
+
+#[derive(Serialize)]
+struct CohortRouteView<'a> {
+    route: &'a str,
+    to: &'a str,
+    rest: &'a str,
+    /// As written (`12.5`).
+    percent: f64,
+}
+
+/// The routes of `config` that split by `cohort`, in file order.
+fn cohort_routes<'a>(
+    config: &'a Config,
+    cohort: &'a str,
+) -> impl Iterator<Item = (&'a RouteSpec, &'a crate::config::model::CohortSplit)> {
+    config.routes.iter().filter_map(move |r| match &r.target {
+        RouteTarget::Cohort(c) if c.cohort.name == cohort => Some((&**r, c)),
+        _ => None,
+    })
+}
+
+fn percent(basis_points: u32) -> f64 {
+    f64::from(basis_points) / 100.0
+}
+
+impl<'a> CohortsView<'a> {
+    fn of(hash: &'a str, config: &'a Config) -> Self {
+        CohortsView {
+            hash,
+            cohorts: config
+                .cohorts
+                .values()
+                .map(|c| CohortView::of(c, config))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> CohortView<'a> {
+    fn of(c: &'a Cohort, config: &'a Config) -> Self {
+        CohortView {
+            name: &c.name,
+            by: c.by.to_string(),
+            fallback_by: c.fallback_by.as_ref().map(|k| k.to_string()),
+            salt: &c.salt,
+            pin: c.pin.as_ref().map(|p| PinView {
+                cookie: &p.cookie,
+                ttl_ms: ms(p.ttl),
+            }),
+            routes: cohort_routes(config, &c.name)
+                .map(|(r, split)| CohortRouteView {
+                    route: &r.name,
+                    to: &split.to,
+                    rest: &split.rest,
+                    percent: percent(split.basis_points),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `/admin/cohorts/NAME/assign?key=K`: where a request whose `by` key is `K` goes.
+#[derive(Serialize, Debug)]
+struct AssignView<'a> {
+    cohort: &'a str,
+    /// The key `K` stands for (the cohort's `by`).
+    by: String,
+    bucket: u32,
+    routes: Vec<AssignedView<'a>>,
+}
+
+#[derive(Serialize, Debug)]
+struct AssignedView<'a> {
+    route: &'a str,
+    percent: f64,
+    /// The upstream the request goes to: the route's `to` or its `rest`.
+    side: &'a str,
+}
+
+/// Why an assign page cannot answer.
+#[derive(Debug, PartialEq, Eq)]
+enum AssignError {
+    UnknownCohort(String),
+    MissingKey,
+    ManyKeys,
+}
+
+impl AssignError {
+    fn problem(&self) -> Problem {
+        match self {
+            AssignError::UnknownCohort(name) => Problem {
+                status: 404,
+                slug: "unknown-cohort",
+                title: "Unknown cohort",
+                detail: format!("The active config has no cohort \"{name}\"."),
+            },
+            AssignError::MissingKey => Problem {
+                status: 400,
+                slug: "missing-key",
+                title: "Missing key",
+                detail: "Give the key to place as ?key=VALUE (URL-encoded).".to_string(),
+            },
+            AssignError::ManyKeys => Problem {
+                status: 400,
+                slug: "bad-key",
+                title: "Bad key",
+                detail: "Give exactly one key (?key=VALUE).".to_string(),
+            },
+        }
+    }
+}
+
+impl<'a> AssignView<'a> {
+    /// The placement of a request whose `by` key is the query's `key` (URL-decoded), on every
+    /// route that names cohort `name`: the proxy's own [`cohort::place`], with no pin.
+    fn of(config: &'a Config, name: &str, query: Option<&str>) -> Result<Self, AssignError> {
+        let cohort = config
+            .cohorts
+            .get(name)
+            .ok_or_else(|| AssignError::UnknownCohort(name.to_string()))?;
+        let mut keys = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "key")
+            .map(|(_, v)| v.into_owned().into_bytes());
+        let key = keys.next().ok_or(AssignError::MissingKey)?;
+        if keys.next().is_some() {
+            return Err(AssignError::ManyKeys);
+        }
+        let by_key = |k: &crate::config::model::StickyKey| (*k == cohort.by).then(|| key.clone());
+        Ok(AssignView {
+            cohort: &cohort.name,
+            by: cohort.by.to_string(),
+            bucket: Position::of(cohort.seed, &key).bucket(),
+            routes: cohort_routes(config, &cohort.name)
+                .map(|(r, split)| AssignedView {
+                    route: &r.name,
+                    percent: percent(split.basis_points),
+                    side: cohort::place(split, None, by_key).upstream,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A problem+json answer of the admin listener (a fresh request id: admin requests have none).
+fn problem_response(problem: &Problem) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(problem.status)
+        .header("content-type", "application/problem+json")
+        .header("cache-control", "no-store")
+        .body(respond::body(problem, &request_id::generate()))
+        .unwrap_or_default()
+}
+
 fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -503,5 +704,149 @@ routes:
             plain["timeouts_ms"]["old"],
             serde_json::json!({ "connect": 1000, "response": 30_000, "upgraded_idle": 600_000, "total": null })
         );
+    }
+
+    /// Two cohorts, one pinned; three routes of `early` (one at 0 %), one of `late`.
+    fn cohorts_config(dir: &tempfile::TempDir) -> Config {
+        let secret = dir.path().join("pin.key");
+        std::fs::write(&secret, "s".repeat(40)).unwrap();
+        let src = format!(
+            r#"upstreams:
+  new: {{ targets: [127.0.0.1:9] }}
+  old: {{ targets: [127.0.0.1:10] }}
+cohorts:
+  early: {{ by: header.x-user, fallback_by: cookie.sessionid, salt: early-2026, pin: {{ cookie: gw_cohort, ttl: 24h, secret_file: "{}" }} }}
+  late: {{ by: cookie.sessionid }}
+routes:
+  - {{ name: payments, match: {{ path_prefix: /p/ }}, split: {{ to: new, percent: 12.5, cohort: early, rest: old }} }}
+  - {{ name: invoices, match: {{ path_prefix: /i/ }}, split: {{ to: new, percent: 100, cohort: early, rest: old }} }}
+  - {{ name: nobody, match: {{ path_prefix: /n/ }}, split: {{ to: new, percent: 0, cohort: early, rest: old }} }}
+  - {{ name: other, match: {{ path_prefix: /o/ }}, split: {{ to: new, percent: 50, cohort: late, rest: old }} }}
+  - {{ name: plain, match: {{ path_prefix: / }}, upstream: old }}
+"#,
+            secret.display()
+        );
+        crate::config::load_str("gw.yaml", &src).expect("valid")
+    }
+
+    #[test]
+    fn cohorts_list_their_keys_pin_and_routes_never_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cohorts_config(&dir);
+        let v = serde_json::to_value(CohortsView::of("h", &config)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "hash": "h",
+                "cohorts": [
+                    {
+                        "name": "early",
+                        "by": "header.x-user",
+                        "fallback_by": "cookie.sessionid",
+                        "salt": "early-2026",
+                        "pin": { "cookie": "gw_cohort", "ttl_ms": 86_400_000 },
+                        "routes": [
+                            { "route": "payments", "to": "new", "rest": "old", "percent": 12.5 },
+                            { "route": "invoices", "to": "new", "rest": "old", "percent": 100.0 },
+                            { "route": "nobody", "to": "new", "rest": "old", "percent": 0.0 },
+                        ],
+                    },
+                    {
+                        "name": "late",
+                        "by": "cookie.sessionid",
+                        "fallback_by": null,
+                        "salt": "late",
+                        "pin": null,
+                        "routes": [
+                            { "route": "other", "to": "new", "rest": "old", "percent": 50.0 },
+                        ],
+                    },
+                ],
+            })
+        );
+        let text = v.to_string();
+        assert!(!text.contains("pin.key") && !text.contains("sss"), "{text}");
+    }
+
+    #[test]
+    fn assign_places_the_key_on_every_route_of_the_cohort_as_the_proxy_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cohorts_config(&dir);
+        for key in ["42", "u-7", "a b+c", ""] {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("other", "x")
+                .append_pair("key", key)
+                .finish();
+            let view = AssignView::of(&config, "early", Some(&query)).unwrap();
+            let bucket = Position::of(crate::split::seed("early-2026"), key.as_bytes()).bucket();
+            assert_eq!((view.cohort, view.bucket), ("early", bucket), "{key:?}");
+            assert_eq!(view.by, "header.x-user");
+            let sides: Vec<(&str, f64, &str)> = view
+                .routes
+                .iter()
+                .map(|r| (r.route, r.percent, r.side))
+                .collect();
+            let payments = if bucket < 1_250 { "new" } else { "old" };
+            assert_eq!(
+                sides,
+                [
+                    ("payments", 12.5, payments),
+                    ("invoices", 100.0, "new"),
+                    ("nobody", 0.0, "old"),
+                ],
+                "{key:?}"
+            );
+            // The same side as a request carrying the key in its `by` header.
+            let RouteTarget::Cohort(split) = &config.routes[0].target else {
+                panic!()
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-user", http::HeaderValue::from_str(key).unwrap());
+            let inputs = crate::sticky::Inputs {
+                headers: &headers,
+                client_ip: None,
+                identity: None,
+            };
+            let proxy = cohort::place(split, None, |k| crate::sticky::key(k, &inputs));
+            assert_eq!(proxy.upstream, payments);
+            assert_eq!(proxy.position.map(Position::bucket), Some(bucket));
+        }
+        // Percent-encoding and `+` are decoded.
+        let encoded = AssignView::of(&config, "early", Some("key=a%20b%2Bc+d")).unwrap();
+        let plain = Position::of(crate::split::seed("early-2026"), b"a b+c d").bucket();
+        assert_eq!(encoded.bucket, plain);
+        // Another cohort: its own key and its own routes.
+        let late = AssignView::of(&config, "late", Some("key=1")).unwrap();
+        assert_eq!(
+            (late.routes.len(), late.by.as_str()),
+            (1, "cookie.sessionid")
+        );
+    }
+
+    #[test]
+    fn assign_refuses_an_unknown_cohort_and_a_missing_key_as_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cohorts_config(&dir);
+        let err =
+            |name: &str, query: Option<&str>| AssignView::of(&config, name, query).unwrap_err();
+        assert_eq!(
+            err("erly", Some("key=1")),
+            AssignError::UnknownCohort("erly".into())
+        );
+        assert_eq!(err("early", None), AssignError::MissingKey);
+        assert_eq!(err("early", Some("kee=1")), AssignError::MissingKey);
+        assert_eq!(err("early", Some("key=1&key=2")), AssignError::ManyKeys);
+        let resp = problem_response(&AssignError::UnknownCohort("erly".into()).problem());
+        assert_eq!(resp.status(), 404);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(v["type"], "urn:problem-type:gateway:unknown-cohort");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["detail"], "The active config has no cohort \"erly\".");
+        assert_eq!(v["request_id"].as_str().map(str::len), Some(32));
+        let missing = problem_response(&AssignError::MissingKey.problem());
+        assert_eq!(missing.status(), 400);
+        let v: serde_json::Value = serde_json::from_slice(missing.body()).unwrap();
+        assert_eq!(v["type"], "urn:problem-type:gateway:missing-key");
     }
 }

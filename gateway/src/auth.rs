@@ -22,7 +22,7 @@
 pub mod identity;
 pub mod jwks;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod verify;
 
 use std::sync::Arc;

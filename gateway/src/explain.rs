@@ -1,13 +1,40 @@
 //! `gateway explain`: which route a request would take, where it would go, and what applies.
 //! Works on the validated config alone (no DNS, no running gateway).
+//!
+//! On a split that places users by a key (a cohort's percent split, a weighted split with
+//! `sticky_by`), it also says where *this* request goes: the key that placed it, the key's
+//! bucket and the side, computed as the proxy computes them ([`sticky::key`] reads the key,
+//! [`cohort::place`] and [`upstream::pick_side`] choose the side). A [`User`] stands for what
+//! the request carries beyond its headers: a verified token's claims, cookies, the client IP.
+//! A pin cookie is not evaluated (explain has no clock and no secret worth trusting here): a
+//! request that carries a valid one is placed by the pin's position instead.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{Map, Value};
 
+use crate::auth::verify::Verified;
+use crate::cohort::{self, PlacedBy};
 use crate::config::model::{Config, FallbackSpec, PathMatch, RouteTarget, UpstreamSpec};
 use crate::routing::{self, RequestFacts, RouteTable};
-use crate::{path, request_head};
+use crate::split::{BUCKETS, Position};
+use crate::{path, request_head, sticky, upstream};
+
+/// What a request carries beyond its headers, for the splits that place users by a key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// Claims of a verified token, NAME and VALUE (`--claim sub=42`). A value stands for the
+    /// claim as text: a string as-is, another JSON value as its compact JSON (`42`, `true`),
+    /// which is how the gateway reads a claim as a key. None: no token.
+    pub claims: Vec<(String, String)>,
+    /// Cookies, NAME and VALUE (`--cookie sessionid=abc`): sent in one `Cookie` header after
+    /// any the headers have.
+    pub cookies: Vec<(String, String)>,
+    /// The client address after `trusted_proxies`.
+    pub client_ip: Option<IpAddr>,
+}
 
 /// The explanation, and whether a route matched.
 pub fn explain(
@@ -15,6 +42,17 @@ pub fn explain(
     method: &str,
     raw_path: &str,
     headers: &[(String, String)],
+) -> Result<(String, bool), String> {
+    explain_for(config, method, raw_path, headers, &User::default())
+}
+
+/// [`explain`] for a request from `user`.
+pub fn explain_for(
+    config: &Config,
+    method: &str,
+    raw_path: &str,
+    headers: &[(String, String)],
+    user: &User,
 ) -> Result<(String, bool), String> {
     // Methods are case-sensitive (RFC 9110 §9.1): `get` is not `GET`, here as in the gateway.
     let method = Method::from_bytes(method.as_bytes())
@@ -27,6 +65,10 @@ pub fn explain(
             .map_err(|_| format!("invalid value for header \"{k}\""))?;
         map.append(name, value);
     }
+    if let Some(cookies) = cookie_header(&user.cookies)? {
+        map.append(http::header::COOKIE, cookies);
+    }
+    let identity = identity(&user.claims)?;
     let mut out = String::new();
     // The same request-target rules as the running gateway's (`request_head`), so the two
     // agree on every target.
@@ -151,6 +193,20 @@ pub fn explain(
             }
         }
     }
+    // As in the proxy: a route that checks no token has no claims to place by.
+    let checks_tokens = route.auth != crate::config::model::RouteAuth::None;
+    let inputs = sticky::Inputs {
+        headers: &map,
+        client_ip: user.client_ip,
+        identity: identity.as_ref().filter(|_| checks_tokens),
+    };
+    if identity.is_some() && !checks_tokens && places_by_key(&route.target) {
+        let _ = writeln!(
+            out,
+            "claims:    not read: the route checks no token (auth: none)"
+        );
+    }
+    placement(&mut out, &route.target, &inputs);
     if let Some(fb) = &route.fallback {
         let own = matches!(&route.target, RouteTarget::Single(u) if *u == fb.upstream);
         let note = if own {
@@ -233,6 +289,155 @@ pub fn explain(
     Ok((out, true))
 }
 
+/// `placed:` and `side:` of a split that places users by a key; nothing for other targets.
+fn placement(out: &mut String, target: &RouteTarget, inputs: &sticky::Inputs<'_>) {
+    match target {
+        RouteTarget::Split {
+            sides,
+            sticky_by: Some(k),
+        } => match sticky::key(k, inputs) {
+            Some(v) => {
+                let side = upstream::pick_side(sides, Some(&v));
+                let bucket = Position::of(0, &v).bucket();
+                let _ = writeln!(
+                    out,
+                    "placed:    by {k} {}, bucket {bucket} of {BUCKETS}",
+                    shown(&v)
+                );
+                let _ = writeln!(out, "side:      {}", side.upstream);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "placed:    no {k}: each request takes a side at random, by weight"
+                );
+                let _ = writeln!(out, "side:      random");
+            }
+        },
+        RouteTarget::Cohort(split) => {
+            let cohort = &split.cohort;
+            if let Some(pin) = &cohort.pin
+                && sticky::cookie(inputs.headers, &pin.cookie).is_some()
+            {
+                let _ = writeln!(
+                    out,
+                    "pin:       cookie {} not evaluated by explain: a valid pin places the request by its own position, not by the keys below",
+                    pin.cookie
+                );
+            }
+            let placed = cohort::place(split, None, |k| sticky::key(k, inputs));
+            let share = match split.basis_points {
+                0 => format!("{} takes no bucket", split.to),
+                b if b >= BUCKETS => format!("{} takes every bucket", split.to),
+                b => format!("{} takes buckets below {b}", split.to),
+            };
+            match (placed.by, placed.position) {
+                (PlacedBy::Key(k), Some(p)) => {
+                    let v = sticky::key(k, inputs).unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "placed:    by {k} {}, bucket {} of {BUCKETS}; {share}",
+                        shown(&v),
+                        p.bucket()
+                    );
+                }
+                (PlacedBy::Pin, Some(p)) => {
+                    let _ = writeln!(
+                        out,
+                        "placed:    by the pin, bucket {} of {BUCKETS}; {share}",
+                        p.bucket()
+                    );
+                }
+                _ => {
+                    let missing: Vec<String> = cohort.keys().map(|k| format!("no {k}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "placed:    no key ({}): the rest side, never a random one",
+                        missing.join(", ")
+                    );
+                }
+            }
+            let role = if placed.upstream == split.to {
+                "to"
+            } else {
+                "rest"
+            };
+            let _ = writeln!(out, "side:      {} ({role})", placed.upstream);
+        }
+        _ => {}
+    }
+}
+
+/// Whether `target` places requests by a key.
+fn places_by_key(target: &RouteTarget) -> bool {
+    matches!(
+        target,
+        RouteTarget::Cohort(_)
+            | RouteTarget::Split {
+                sticky_by: Some(_),
+                ..
+            }
+    )
+}
+
+/// A key's bytes, quoted.
+fn shown(v: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(v))
+}
+
+/// The `Cookie` header `--cookie` pairs make, if any.
+fn cookie_header(cookies: &[(String, String)]) -> Result<Option<HeaderValue>, String> {
+    if cookies.is_empty() {
+        return Ok(None);
+    }
+    let mut pairs = Vec::with_capacity(cookies.len());
+    for (name, value) in cookies {
+        let bad_name = name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b == b'=' || b == b';' || b.is_ascii_whitespace() || b.is_ascii_control());
+        if bad_name {
+            return Err(format!("invalid cookie name \"{name}\""));
+        }
+        if value.contains(';') {
+            return Err(format!("the value of cookie \"{name}\" contains ';'"));
+        }
+        pairs.push(format!("{name}={value}"));
+    }
+    HeaderValue::from_str(&pairs.join("; "))
+        .map(Some)
+        .map_err(|_| "invalid cookie value".to_string())
+}
+
+/// A verified token carrying `claims` (each a string): what the gateway keeps of a token whose
+/// claims have these values, for [`Verified::claim_key`]. `None` when there are none.
+fn identity(claims: &[(String, String)]) -> Result<Option<Verified>, String> {
+    if claims.is_empty() {
+        return Ok(None);
+    }
+    let mut map = Map::new();
+    for (name, value) in claims {
+        if name.is_empty() {
+            return Err("a claim needs a name (NAME=VALUE)".to_string());
+        }
+        if map
+            .insert(name.clone(), Value::String(value.clone()))
+            .is_some()
+        {
+            return Err(format!("claim \"{name}\" given twice"));
+        }
+    }
+    Ok(Some(Verified {
+        kid: String::new(),
+        exp: 0,
+        sub: map.get("sub").and_then(Value::as_str).map(str::to_string),
+        roles: Vec::new(),
+        scopes: Vec::new(),
+        headers: Vec::new(),
+        claims: map,
+    }))
+}
+
 /// Retries, breaker and health check of an upstream, in one line.
 fn describe_resilience(u: &UpstreamSpec) -> String {
     let d = |d| humantime::format_duration(d).to_string();
@@ -292,5 +497,288 @@ fn describe_upstream(config: &Config, name: &str) -> String {
         .replace("RoundRobin", "round_robin")
         .replace("Random", "random"),
         None => format!("{name} (unknown)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::testing::{NOW, good_claims, signer};
+    use crate::split::seed;
+
+    /// A cohort split (30% of `early`, by `header.x-user` then `cookie.sessionid`, pinned), a
+    /// cohort split by claim on a route that checks tokens and one that does not, and a
+    /// weighted split sticky by a header.
+    fn config(dir: &tempfile::TempDir) -> Config {
+        let secret = dir.path().join("pin.key");
+        std::fs::write(&secret, "k".repeat(40)).unwrap();
+        let src = format!(
+            r#"auth:
+  issuer: https://issuer.test
+  audiences: [api]
+  algorithms: [RS256]
+  jwks_url: "http://127.0.0.1:1/jwks"
+upstreams:
+  new: {{ targets: [127.0.0.1:9] }}
+  old: {{ targets: [127.0.0.1:10] }}
+cohorts:
+  early: {{ by: header.x-user, fallback_by: cookie.sessionid, pin: {{ cookie: gw_pin, secret_file: "{}" }} }}
+  users: {{ by: claim.sub, fallback_by: cookie.sessionid, salt: users-1 }}
+routes:
+  - {{ name: cohort, match: {{ path_prefix: /c/ }}, split: {{ to: new, percent: 30, cohort: early, rest: old }} }}
+  - {{ name: claims, match: {{ path_prefix: /t/ }}, auth: optional, split: {{ to: new, percent: 50, cohort: users, rest: old }} }}
+  - name: weighted
+    match: {{ path_prefix: /w/ }}
+    split: [ {{ upstream: new, weight: 1 }}, {{ upstream: old, weight: 3 }} ]
+    sticky_by: header.x-user
+  - {{ name: plain, match: {{ path_prefix: / }}, upstream: old }}
+"#,
+            secret.display()
+        );
+        crate::config::load_str("gw.yaml", &src).expect("valid")
+    }
+
+    fn run(config: &Config, path: &str, headers: &[(&str, &str)], user: &User) -> String {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (text, matched) = explain_for(config, "GET", path, &headers, user).unwrap();
+        assert!(matched, "{text}");
+        text
+    }
+
+    /// The `placed:`, `side:` and note lines of an explanation.
+    fn placed(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| {
+                ["placed:", "side:", "pin:", "claims:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect()
+    }
+
+    fn cookies(pairs: &[(&str, &str)]) -> User {
+        User {
+            cookies: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..User::default()
+        }
+    }
+
+    /// A key, its bucket under `salt`, and the side a 30% split gives it.
+    fn expected(salt: &str, key: &str, basis_points: u32) -> (u32, &'static str) {
+        let bucket = Position::of(seed(salt), key.as_bytes()).bucket();
+        (
+            bucket,
+            if bucket < basis_points {
+                "new (to)"
+            } else {
+                "old (rest)"
+            },
+        )
+    }
+
+    #[test]
+    fn a_cohort_split_says_which_key_placed_the_request_its_bucket_and_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir);
+        let (bucket, side) = expected("early", "u-17", 3_000);
+        let text = run(&c, "/c/x", &[("x-user", "u-17")], &User::default());
+        assert_eq!(
+            placed(&text),
+            [
+                format!(
+                    "placed:    by header.x-user \"u-17\", bucket {bucket} of 10000; new takes buckets below 3000"
+                ),
+                format!("side:      {side}"),
+            ],
+            "{text}"
+        );
+        // The fallback key when the first is absent; the first when both are there.
+        let (bucket, side) = expected("early", "abc", 3_000);
+        let text = run(&c, "/c/x", &[], &cookies(&[("sessionid", "abc")]));
+        assert_eq!(
+            placed(&text),
+            [
+                format!(
+                    "placed:    by cookie.sessionid \"abc\", bucket {bucket} of 10000; new takes buckets below 3000"
+                ),
+                format!("side:      {side}"),
+            ]
+        );
+        let both = run(
+            &c,
+            "/c/x",
+            &[("x-user", "u-17")],
+            &cookies(&[("sessionid", "abc")]),
+        );
+        assert!(both.contains("placed:    by header.x-user"), "{both}");
+        // No key: rest, never random.
+        let text = run(&c, "/c/x", &[], &User::default());
+        assert_eq!(
+            placed(&text),
+            [
+                "placed:    no key (no header.x-user, no cookie.sessionid): the rest side, never a random one",
+                "side:      old (rest)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pin_cookie_is_named_and_not_evaluated() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir);
+        let note = "pin:       cookie gw_pin not evaluated by explain: a valid pin places the request by its own position, not by the keys below";
+        for user in [
+            cookies(&[("gw_pin", "v1.0000000000000000.1.x")]),
+            User::default(),
+        ] {
+            let from_flag = run(&c, "/c/x", &[("x-user", "u-17")], &user);
+            let from_header = run(
+                &c,
+                "/c/x",
+                &[("x-user", "u-17"), ("cookie", "gw_pin=v1")],
+                &User::default(),
+            );
+            assert_eq!(
+                from_flag.contains(note),
+                !user.cookies.is_empty(),
+                "{from_flag}"
+            );
+            assert!(from_header.contains(note), "{from_header}");
+            // Placed by the key all the same.
+            assert!(from_flag.contains("placed:    by header.x-user"));
+        }
+        // Another cookie is no pin.
+        let text = run(&c, "/c/x", &[], &cookies(&[("gw_other", "1")]));
+        assert!(!text.contains("pin:"), "{text}");
+    }
+
+    /// `--claim sub=42` places as a verified token whose `sub` is "42", or whose numeric claim
+    /// is 42: the same bytes through [`Verified::claim_key`].
+    #[test]
+    fn a_claim_places_like_a_verified_token_carrying_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir);
+        let s = signer();
+        let mut cfg = crate::auth::testing::config();
+        cfg.kept_claims = vec!["sub".into()];
+        let mut claims = good_claims();
+        claims["sub"] = json!("42");
+        let token = crate::auth::verify::verify(&s.sign(&claims), &s.keys, &cfg, NOW).unwrap();
+        let RouteTarget::Cohort(split) = &c.routes[1].target else {
+            panic!("{:?}", c.routes[1].target);
+        };
+        let headers = HeaderMap::new();
+        let proxy = cohort::place(split, None, |k| {
+            sticky::key(
+                k,
+                &sticky::Inputs {
+                    headers: &headers,
+                    client_ip: None,
+                    identity: Some(&token),
+                },
+            )
+        });
+        let user = User {
+            claims: vec![("sub".into(), "42".into())],
+            ..User::default()
+        };
+        let text = run(&c, "/t/x", &[], &user);
+        let bucket = proxy.position.unwrap().bucket();
+        assert_eq!(bucket, Position::of(seed("users-1"), b"42").bucket());
+        let role = if proxy.upstream == "new" {
+            "to"
+        } else {
+            "rest"
+        };
+        assert_eq!(
+            placed(&text),
+            [
+                format!(
+                    "placed:    by claim.sub \"42\", bucket {bucket} of 10000; new takes buckets below 5000"
+                ),
+                format!("side:      {} ({role})", proxy.upstream),
+            ]
+        );
+        // A numeric claim reads as its JSON text: the same key.
+        let mut numeric = good_claims();
+        numeric["n"] = json!(42);
+        cfg.kept_claims = vec!["n".into()];
+        let token = crate::auth::verify::verify(&s.sign(&numeric), &s.keys, &cfg, NOW).unwrap();
+        assert_eq!(
+            token.claim_key("n"),
+            identity(&user.claims).unwrap().unwrap().claim_key("sub")
+        );
+        // Claims are not read on a route that checks no token.
+        let text = run(&c, "/c/x", &[], &user);
+        assert!(
+            text.contains("claims:    not read: the route checks no token (auth: none)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_weighted_sticky_split_says_the_bucket_and_side_or_random() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir);
+        let RouteTarget::Split { sides, .. } = &c.routes[2].target else {
+            panic!();
+        };
+        let side = &upstream::pick_side(sides, Some(b"u-17")).upstream;
+        let bucket = Position::of(0, b"u-17").bucket();
+        let text = run(&c, "/w/x", &[("x-user", "u-17")], &User::default());
+        assert_eq!(
+            placed(&text),
+            [
+                format!("placed:    by header.x-user \"u-17\", bucket {bucket} of 10000"),
+                format!("side:      {side}"),
+            ]
+        );
+        let text = run(&c, "/w/x", &[], &User::default());
+        assert_eq!(
+            placed(&text),
+            [
+                "placed:    no header.x-user: each request takes a side at random, by weight",
+                "side:      random",
+            ]
+        );
+        // A route that places nobody says nothing of it.
+        let text = run(&c, "/other", &[("x-user", "u-17")], &User::default());
+        assert!(placed(&text).is_empty(), "{text}");
+    }
+
+    #[test]
+    fn bad_user_flags_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&dir);
+        let err = |user: User| explain_for(&c, "GET", "/c/x", &[], &user).unwrap_err();
+        assert_eq!(err(cookies(&[("a b", "1")])), "invalid cookie name \"a b\"");
+        assert_eq!(err(cookies(&[("", "1")])), "invalid cookie name \"\"");
+        assert_eq!(
+            err(cookies(&[("a", "1; b=2")])),
+            "the value of cookie \"a\" contains ';'"
+        );
+        let claims = |pairs: &[(&str, &str)]| User {
+            claims: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..User::default()
+        };
+        assert_eq!(
+            err(claims(&[("sub", "1"), ("sub", "2")])),
+            "claim \"sub\" given twice"
+        );
+        assert_eq!(
+            err(claims(&[("", "1")])),
+            "a claim needs a name (NAME=VALUE)"
+        );
     }
 }

@@ -32,11 +32,12 @@
 //! | | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
 //! | | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
 //! | 6 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
+//! | | [`sticky`] | a request's value for a split key (header, cookie, client IP, claim): what the proxy and `explain` place by |
 //! | 7 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
 //! | | [`explain`] | `gateway explain` |
 //! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking, what a config needs of this machine |
 //! | 8 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
-//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams` |
+//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams`, `/admin/cohorts` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
 //! | 9 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
 //! | 10 | [`server`] | wiring the pingora server together |
@@ -84,6 +85,7 @@ pub mod seconds;
 pub mod server;
 pub mod split;
 pub mod state;
+pub mod sticky;
 pub mod tls;
 pub mod upstream;
 

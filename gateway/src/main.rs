@@ -38,7 +38,8 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Show which route, upstream(s) and policies a request would get.
+    /// Show which route, upstream(s) and policies a request would get; on a split that places
+    /// users by a key, the key, its bucket and the side for this request.
     Explain {
         #[arg(long, short, value_name = "FILE", env = "GATEWAY_CONFIG")]
         config: PathBuf,
@@ -49,6 +50,16 @@ enum Command {
         /// A request header, as NAME:VALUE (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
         headers: Vec<String>,
+        /// A claim of the request's verified token, as NAME=VALUE (repeatable): for splits
+        /// placed by `claim.NAME`. `sub=42` places like a token whose `sub` is "42" (or 42).
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        /// A cookie the request sends, as NAME=VALUE (repeatable): for `cookie.NAME` keys.
+        #[arg(long = "cookie", value_name = "NAME=VALUE")]
+        cookies: Vec<String>,
+        /// The client address the gateway sees (after trusted_proxies): for `client_ip` keys.
+        #[arg(long = "client-ip", value_name = "ADDR")]
+        client_ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -92,6 +103,9 @@ fn main() -> ExitCode {
             method,
             path,
             headers,
+            claims,
+            cookies,
+            client_ip,
         } => {
             // The file alone: explaining a request needs no DNS and opens no file.
             let loaded = match gateway::config::load_file(&config) {
@@ -111,7 +125,25 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            match gateway::explain::explain(&loaded.config, &method, &path, &parsed) {
+            let mut user = gateway::explain::User {
+                client_ip,
+                ..Default::default()
+            };
+            for (flag, given, into) in [
+                ("--claim", &claims, &mut user.claims),
+                ("--cookie", &cookies, &mut user.cookies),
+            ] {
+                for g in given {
+                    match g.split_once('=') {
+                        Some((k, v)) => into.push((k.to_string(), v.to_string())),
+                        None => {
+                            eprintln!("{flag} {g:?}: expected NAME=VALUE");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            }
+            match gateway::explain::explain_for(&loaded.config, &method, &path, &parsed, &user) {
                 Ok((text, matched)) => {
                     print!("{text}");
                     if matched {

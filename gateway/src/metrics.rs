@@ -5,16 +5,18 @@
 //! Series are set up here too: [`Metrics::config_loaded`] and [`Metrics::target_added`] create
 //! every series a config can move at zero (dashboards and alerts see 0, not a gap), and
 //! [`Metrics::target_removed`] drops the series of a target a reload removed (it would otherwise
-//! report its last state forever). Recording happens where the event is (the `logging` phase,
+//! report its last state forever); `config_loaded` likewise drops the percent of a route that
+//! left its cohort. Recording happens where the event is (the `logging` phase,
 //! a breaker's transition, a health check's result).
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::breaker::State;
-use crate::config::model::{Config, LimitStore};
+use crate::config::model::{Config, LimitStore, RouteTarget};
 use crate::failover::{Reason, Skipped, takes};
 
 /// The value of `gateway_circuit_breaker_state` for a state.
@@ -96,6 +98,9 @@ pub struct Metrics {
     /// `gateway_malformed_requests_total{reason}`: request heads refused before routing
     /// (`request_head::HeadError::reason`).
     pub malformed_requests: IntCounterVec,
+    /// `gateway_cohort_percent{cohort,route}`: the percent of the cohort a route sends to its
+    /// `to` side, as the active config says (set by [`Metrics::config_loaded`]).
+    pub cohort_percent: GaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -262,8 +267,17 @@ impl Metrics {
             "Request heads refused before routing (answered 400, 405, 414 or 431), by reason.",
             &["reason"],
         );
+        let cohort_percent = GaugeVec::new(
+            Opts::new(
+                "gateway_cohort_percent",
+                "The percent of a cohort's users a route sends to its new side (split: { to, percent, cohort, rest }), as the active config says.",
+            ),
+            &["cohort", "route"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cohort_percent.clone()),
             Box::new(malformed_requests.clone()),
             Box::new(target_up.clone()),
             Box::new(health_checks.clone()),
@@ -331,6 +345,7 @@ impl Metrics {
             fallbacks,
             fallbacks_skipped,
             malformed_requests,
+            cohort_percent,
         }
     }
 
@@ -347,8 +362,12 @@ impl Metrics {
 impl Metrics {
     /// Zeros for every per-route and per-upstream series `config` can move: retries, fallbacks,
     /// retry-budget refusals, rate-limit rejections, and rate-limit store errors when the store is
-    /// Redis. Series of a previous config stay (counters never go backwards).
+    /// Redis. Series of a previous config stay (counters never go backwards). Sets each cohort
+    /// route's percent, and removes the percent of a route that is gone or left its cohort (a
+    /// gauge would otherwise show a split that no longer exists). Called once the config is
+    /// sure to become the active one.
     pub fn config_loaded(&self, config: &Config) {
+        self.cohorts_loaded(config);
         for name in config.upstreams.keys() {
             self.retry_budget_exhausted
                 .with_label_values(&[name])
@@ -382,6 +401,36 @@ impl Metrics {
         {
             for p in limits.policies.keys() {
                 self.rate_limit_store_errors.with_label_values(&[p]);
+            }
+        }
+    }
+
+    /// `gateway_cohort_percent` for `config`: one series per route with a cohort split, none
+    /// for any other.
+    fn cohorts_loaded(&self, config: &Config) {
+        let mut live = Vec::new();
+        for r in &config.routes {
+            if let RouteTarget::Cohort(c) = &r.target {
+                let (cohort, route) = (c.cohort.name.as_str(), r.name.as_str());
+                self.cohort_percent
+                    .with_label_values(&[cohort, route])
+                    .set(f64::from(c.basis_points) / 100.0);
+                live.push((cohort, route));
+            }
+        }
+        for family in self.cohort_percent.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value())
+                };
+                if let (Some(cohort), Some(route)) = (label("cohort"), label("route"))
+                    && !live.contains(&(cohort, route))
+                {
+                    let _ = self.cohort_percent.remove_label_values(&[cohort, route]);
+                }
             }
         }
     }
@@ -506,6 +555,64 @@ routes:
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }
+    }
+
+    /// A cohort route's percent is set on every load; a route that changes cohort, stops
+    /// splitting by one or goes keeps no series.
+    #[test]
+    fn cohort_percents_follow_the_loaded_config() {
+        let config = |routes: &str| {
+            let src = format!(
+                "upstreams:\n  a: {{ targets: [127.0.0.1:9] }}\n  b: {{ targets: [127.0.0.1:10] }}\ncohorts:\n  early: {{ by: header.x-user }}\n  late: {{ by: cookie.sessionid }}\nroutes:\n{routes}"
+            );
+            crate::config::load_str("gw.yaml", &src).expect("valid")
+        };
+        let route = |name: &str, target: &str| {
+            format!("  - {{ name: {name}, match: {{ path_prefix: /{name}/ }}, {target} }}\n")
+        };
+        let split = |percent: &str, cohort: &str| {
+            format!("split: {{ to: a, percent: {percent}, cohort: {cohort}, rest: b }}")
+        };
+        let m = Metrics::new();
+        m.config_loaded(&config(&format!(
+            "{}{}{}",
+            route("payments", &split("12.5", "early")),
+            route("invoices", &split("10", "early")),
+            route("orders", &split("0", "late")),
+        )));
+        let series = |m: &Metrics| {
+            let mut v: Vec<String> = exposition(m)
+                .lines()
+                .filter(|l| l.starts_with("gateway_cohort_percent{"))
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            series(&m),
+            [
+                r#"gateway_cohort_percent{cohort="early",route="invoices"} 10"#,
+                r#"gateway_cohort_percent{cohort="early",route="payments"} 12.5"#,
+                r#"gateway_cohort_percent{cohort="late",route="orders"} 0"#,
+            ]
+        );
+        // payments is raised and moves to late; invoices is a plain route now; orders is gone.
+        m.config_loaded(&config(&format!(
+            "{}{}{}",
+            route("payments", &split("30", "late")),
+            route("invoices", "upstream: a"),
+            route("refunds", &split("100", "early")),
+        )));
+        assert_eq!(
+            series(&m),
+            [
+                r#"gateway_cohort_percent{cohort="early",route="refunds"} 100"#,
+                r#"gateway_cohort_percent{cohort="late",route="payments"} 30"#,
+            ]
+        );
+        m.config_loaded(&config(&route("plain", "upstream: a")));
+        assert_eq!(series(&m), Vec::<String>::new());
     }
 
     #[test]

@@ -68,7 +68,6 @@ impl Runtime {
         if let Some(p) = previous {
             forget_removed_targets(p, &upstreams, metrics);
         }
-        metrics.config_loaded(&loaded.config);
         let cert = match &loaded.config.tls {
             Some(t) => Some(crate::tls::load_certified_key(&t.cert_file, &t.key_file)?),
             None => None,
@@ -112,6 +111,9 @@ impl Runtime {
                 })
             })
             .collect();
+        // Last, once nothing can fail: a build that fails (a bad certificate) must not leave the
+        // gauges it sets (cohort percents) showing a config that never became active.
+        metrics.config_loaded(&loaded.config);
         Ok(Runtime {
             routes: RouteTable::new(&loaded.config.routes),
             fallback_budgets,

@@ -14,7 +14,7 @@ use testkit::{eventually, pem};
 
 use crate::support::{AuthService, Echo, Gateway, WAIT, Want, get_json, kid_of};
 
-const ISSUER: &str = "https://issuer.test";
+pub(crate) const ISSUER: &str = "https://issuer.test";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -50,15 +50,15 @@ async fn wait_out_unknown_kid_cooldown(gw: &Gateway, cooldown: Duration) {
 }
 
 /// A signing key the test holds, and its public JWK.
-struct TestKey {
+pub(crate) struct TestKey {
     kid: String,
     alg: Algorithm,
     enc: EncodingKey,
     public_pem_like: Vec<u8>,
-    jwk: Value,
+    pub(crate) jwk: Value,
 }
 
-fn rsa_key(kid: &str) -> TestKey {
+pub(crate) fn rsa_key(kid: &str) -> TestKey {
     let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).unwrap();
     let enc = EncodingKey::from_rsa_pem(pem("PRIVATE KEY", der.as_ref()).as_bytes()).unwrap();
@@ -93,13 +93,13 @@ fn finish(kid: &str, alg: Algorithm, enc: EncodingKey) -> TestKey {
     }
 }
 
-fn good_claims() -> Value {
+pub(crate) fn good_claims() -> Value {
     let t = now();
     json!({ "iss": ISSUER, "aud": "api", "sub": "user-42", "email": "ada@example.test",
             "roles": ["user", "beta"], "scope": "api read", "iat": t, "nbf": t, "exp": t + 300 })
 }
 
-fn sign(key: &TestKey, claims: &Value) -> String {
+pub(crate) fn sign(key: &TestKey, claims: &Value) -> String {
     let mut h = Header::new(key.alg);
     h.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&h, claims, &key.enc).unwrap()
@@ -117,15 +117,15 @@ fn sign_with_header(key: &TestKey, header: Value, claims: &Value) -> String {
 }
 
 /// A JWKS endpoint the test controls, counting fetches.
-struct JwksServer {
-    port: u16,
+pub(crate) struct JwksServer {
+    pub(crate) port: u16,
     keys: Arc<std::sync::Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl JwksServer {
-    async fn start(keys: Vec<Value>) -> JwksServer {
+    pub(crate) async fn start(keys: Vec<Value>) -> JwksServer {
         Self::start_on(testkit::free_port(), keys).await
     }
 

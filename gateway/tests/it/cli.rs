@@ -284,6 +284,8 @@ routes:
          upstream:  split payments 10.0% / monolith 90.0%, sticky by header.x-user\n\
          \x20          payments -> 127.0.0.1:8003 (round_robin; timeouts connect 1s, response 5s)\n\
          \x20          monolith -> 127.0.0.1:8000 (round_robin; timeouts connect 1s, response 30s)\n\
+         placed:    no header.x-user: each request takes a side at random, by weight\n\
+         side:      random\n\
          fallback:  legacy -> 127.0.0.1:8009 (round_robin; timeouts connect 1s, response 30s) (on connect_error, status 502-503; replays GET or with Idempotency-Key, budget 10%)\n\
          resilience: payments: retries 2 (connect failures; idempotent or Idempotency-Key requests before a response), backoff 10ms..40ms, budget 10%; breaker opens above 50% failures (429,502-504) of >= 20 requests in 10s, open 10s; health GET /healthz every 2s\n\
          timeouts:  payments: connect 1s, response 2s, upgraded idle 1h, total 4s\n\

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod cohorts;
 mod drain;
 mod errors;
 mod failover;
