@@ -17,8 +17,8 @@ LOAD_SECONDS. Then:
 - `promtool check metrics` finds no problem in any scraped /metrics;
 - `promtool check config`, `check rules` and `test rules` (config/alerts.test.yml) pass.
 
-Panels and alerts for metrics whose code is not merged yet are listed in PENDING_METRICS (issue 18's
-`gateway_cohort_percent` until it lands).
+Panels and alerts for metrics whose code is not merged yet may be listed in PENDING_METRICS (empty
+when an issue closes).
 
 Run:  .venv/bin/python -m pytest deploy/tests/test_observability.py
 Needs the workspace binaries (cargo build --workspace --bins); their paths come from GATEWAY_BIN,
@@ -56,9 +56,7 @@ from prometheus_config import local_config  # noqa: E402
 # Metric families the dashboards and alerts use whose code is not merged yet: queries that use
 # one are skipped, not checked, and the test fails once a listed family is exposed (remove it
 # then, and add a load step that exercises it). Keep it empty when closing an issue.
-# Issue 18: `gateway_cohort_percent{cohort,route}` is being added to gateway/src on another
-# branch; the `invoices` cohort route and `step_cohort_split` already give its panel data.
-PENDING_METRICS: set[str] = {"gateway_cohort_percent"}
+PENDING_METRICS: set[str] = set()
 
 LOAD_SECONDS = 12
 # What the panels' Grafana built-ins become. Queries are evaluated at one instant just after the

@@ -36,7 +36,7 @@ use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, cohort, forwarding, path, ratelimit, request_head, request_id};
+use crate::{auth, cohort, forwarding, path, ratelimit, request_head, request_id, sticky};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -677,7 +677,7 @@ impl Proxy {
         let now = std::time::SystemTime::now();
         let headers = &session.req_header().headers;
         let pinned = cohort.pin.as_ref().and_then(|pin| {
-            let value = cookie(headers, &pin.cookie)?;
+            let value = sticky::cookie(headers, &pin.cookie)?;
             cohort::verify_pin(cohort, pin, value, now)
         });
         let placed = cohort::place(split, pinned, |k| sticky_key(k, session, ctx));
@@ -1069,25 +1069,13 @@ fn request_scheme(session: &Session, rt: &Runtime) -> &'static str {
     scheme(session, trusted)
 }
 
-/// The value of the request's cookie `name`, if it sent one.
-fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The stickiness key of a request, if it has one.
+/// The request's value for a split key (see [`sticky::key`], which `explain` reads keys with
+/// too).
 fn sticky_key(key: &StickyKey, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
-    let headers = &session.req_header().headers;
-    match key {
-        StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
-        StickyKey::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
-        StickyKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
-        StickyKey::Claim(name) => ctx.identity.as_ref().and_then(|v| v.claim_key(name)),
-    }
+    let inputs = sticky::Inputs {
+        headers: &session.req_header().headers,
+        client_ip: ctx.client_ip,
+        identity: ctx.identity.as_deref(),
+    };
+    sticky::key(key, &inputs)
 }

@@ -192,7 +192,7 @@ pub enum Problem {
     #[error("must be a percent from 0 to 100 in hundredths at most (such as 10 or 12.5), got {0}")]
     BadPercent(f64),
     #[error(
-        "cohort \"{0}\" places users by a claim, which is only known on routes that check tokens: set `auth: optional` or `auth: required`"
+        "cohort \"{0}\" places users by a claim (by or fallback_by), which is only known on routes that check tokens: set `auth: optional` or `auth: required`"
     )]
     CohortClaimWithoutAuth(String),
     #[error("the cohort places the requests of a percent split: remove sticky_by")]

@@ -183,7 +183,8 @@ impl Validator<'_> {
                 let cohort_path = join(&split_path, "cohort");
                 match &cohort {
                     Some(c)
-                        if route_auth == RouteAuth::None && matches!(c.by, StickyKey::Claim(_)) =>
+                        if route_auth == RouteAuth::None
+                            && c.keys().any(|k| matches!(k, StickyKey::Claim(_))) =>
                     {
                         self.err(
                             &cohort_path,
