@@ -552,3 +552,49 @@ async fn without_observability_trace_context_is_still_continued_or_replaced() {
     assert_eq!(tp.len(), 55, "a new trace: {tp}");
     assert!(seen["headers"].get("tracestate").is_none(), "{seen}");
 }
+
+/// A split route's side is in the access log (`side`, and `fallback` when the fallback
+/// answered) and on the server span (`gateway.split.side`, and the cohort's
+/// `gateway.cohort.bucket`).
+#[tokio::test]
+async fn the_split_side_is_logged_and_on_the_server_span() {
+    let receiver = OtlpReceiver::start().await;
+    let (new, old) = (Echo::start("new").await, Echo::start("old").await);
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_path(&dir);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  new: {{ targets: [{n}] }}\n  old: {{ targets: [{o}] }}\ncohorts:\n  all: {{ by: header.x-user }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    split: {{ to: new, percent: 100, cohort: all, rest: old }}\n{obs}",
+        n = new.addr(),
+        o = old.addr(),
+        obs = observability(&receiver.grpc_endpoint(), "grpc", 1.0, &log, 1.0)
+    ))
+    .await;
+    let (status, _) = get_json(
+        &gw.url("/x"),
+        &[("x-request-id", "rid-side"), ("x-user", "7")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let line = logged(&log, "rid-side").await;
+    assert_eq!(line["side"], "new", "{line}");
+    assert_eq!(line["upstream"], "new");
+    assert!(line.get("fallback").is_none(), "{line}");
+    let (_, _) = get_json(&gw.url("/x"), &[("x-request-id", "rid-rest")]).await;
+    assert_eq!(
+        logged(&log, "rid-rest").await["side"],
+        "old",
+        "no key: rest"
+    );
+    let trace_id = line["trace_id"].as_str().unwrap();
+    let spans = receiver.wait_trace(trace_id, WAIT, |s| s.len() >= 2).await;
+    let server = find(&spans, "gw-test", "server").unwrap();
+    assert_eq!(
+        server["attributes"]["gateway.split.side"], "new",
+        "{server}"
+    );
+    let bucket = gateway::split::Position::of(gateway::split::seed("all"), b"7").bucket();
+    assert_eq!(
+        server["attributes"]["gateway.cohort.bucket"], bucket,
+        "{server}"
+    );
+}
