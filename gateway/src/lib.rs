@@ -19,6 +19,7 @@
 //! | | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
+//! | | [`shadow`] | shadow traffic's plain-data parts: JSON Pointer patterns, comparison, verdicts |
 //! | | [`split`] | a key's fixed position in the split space, and the side whose contiguous share holds it |
 //! | 1 | [`request_id`] | `X-Request-ID` validation and generation |
 //! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
@@ -83,6 +84,7 @@ pub mod retry_budget;
 pub mod routing;
 pub mod seconds;
 pub mod server;
+pub mod shadow;
 pub mod split;
 pub mod state;
 pub mod sticky;

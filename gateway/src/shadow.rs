@@ -1,0 +1,10 @@
+//! Shadow traffic with verdicts (issue 19; groundwork: the plain-data parts). A route's copy
+//! of a request goes to a candidate upstream, and its answer is compared with the primary's.
+//! These modules decide and count, from plain data; the proxy side (teeing the request,
+//! sending the copy, capturing the primary's answer) is not written yet.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`pointer`] | JSON Pointers and the `*` patterns of `ignore`, `unordered`, `redact` |
+
+pub mod pointer;
