@@ -6,5 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`pointer`] | JSON Pointers and the `*` patterns of `ignore`, `unordered`, `redact` |
+//! | [`compare`] | a route's `compare:` settings and where two answers differ: status, headers, JSON pointers (ignore, unordered, decimal numbers), bounded |
 
+pub mod compare;
 pub mod pointer;
