@@ -6,5 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`pointer`] | JSON Pointers and the `*` patterns of `ignore`, `unordered`, `redact` |
+//! | [`verdicts`] | a comparison's verdict (noise learned from primary-vs-primary), per-route counts, parity with its Wilson bound, top differing pointers, the redacted mismatch ring, the admin views |
 
 pub mod pointer;
+pub mod verdicts;
