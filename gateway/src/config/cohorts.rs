@@ -84,7 +84,7 @@ impl Validator<'_> {
         let ttl = duration::or(p.ttl, defaults::PIN_TTL);
         self.within(&join(path, "ttl"), ttl, defaults::PIN_TTL_RANGE);
         let secret_path = join(path, "secret_file");
-        let secret = match std::fs::read(&p.secret_file) {
+        let secret = match read_secret(&p.secret_file) {
             Err(e) => {
                 self.err(
                     &secret_path,
@@ -95,7 +95,16 @@ impl Validator<'_> {
                 );
                 None
             }
-            Ok(bytes) => {
+            Ok(None) => {
+                self.err(
+                    &secret_path,
+                    Problem::LongSecret {
+                        max: defaults::PIN_SECRET_MAX_BYTES,
+                    },
+                );
+                None
+            }
+            Ok(Some(bytes)) => {
                 // One line ending is not key material (`echo KEY > FILE`); other bytes are, even
                 // whitespace (a random key may end with any byte).
                 let key = bytes
@@ -124,6 +133,24 @@ impl Validator<'_> {
             secret: secret?,
         })
     }
+}
+
+/// The secret file's bytes, read no further than [`defaults::PIN_SECRET_MAX_BYTES`] (`None`:
+/// longer). Only a regular file: a FIFO or a device such as `/dev/zero` must not hang the load.
+fn read_secret(file: &str) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    if !std::fs::metadata(file)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let max = defaults::PIN_SECRET_MAX_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= max).then_some(bytes))
 }
 
 /// RFC 6265 §4.1.1 cookie-name (an RFC 9110 token).
@@ -213,6 +240,33 @@ mod tests {
                     Problem::ShortSecret { bytes: 9, min: 32 }
                 ),
             ])
+        );
+        // A device that never ends is refused, not read forever; so is a file too long.
+        let p = problems(&with_cohorts(
+            "  early: { by: header.x-user, pin: { secret_file: /dev/zero } }\n",
+        ));
+        assert_eq!(
+            p,
+            at([(
+                "cohorts.early.pin.secret_file",
+                Problem::CannotRead {
+                    file: "/dev/zero".into(),
+                    error: "not a regular file".into()
+                }
+            )])
+        );
+        let long = dir.path().join("long.key");
+        std::fs::write(&long, vec![b'k'; 5000]).unwrap();
+        let p = problems(&with_cohorts(&format!(
+            "  early: {{ by: header.x-user, pin: {{ secret_file: \"{}\" }} }}\n",
+            long.display()
+        )));
+        assert_eq!(
+            p,
+            at([(
+                "cohorts.early.pin.secret_file",
+                Problem::LongSecret { max: 4096 }
+            )])
         );
     }
 

@@ -199,6 +199,8 @@ pub const PIN_TTL: Duration = DAY;
 pub const PIN_TTL_RANGE: Range<Duration> = Range::new(MINUTE, YEAR);
 /// The shortest `cohorts.NAME.pin.secret_file` (bytes): an HMAC-SHA256 key of full strength.
 pub const PIN_SECRET_MIN_BYTES: usize = 32;
+/// The longest: a key, not a file of anything.
+pub const PIN_SECRET_MAX_BYTES: usize = 4096;
 
 /// `cohorts.NAME.pin.cookie`: `gw_cohort_<name>`.
 pub fn pin_cookie(cohort: &str) -> String {

@@ -187,6 +187,8 @@ pub enum Problem {
         "the secret has {bytes} bytes; a pin secret needs at least {min} (e.g. `head -c 32 /dev/urandom > FILE`)"
     )]
     ShortSecret { bytes: usize, min: usize },
+    #[error("the file is longer than {max} bytes: a pin secret is a key of 32 to {max} bytes")]
+    LongSecret { max: usize },
     #[error("unknown cohort \"{name}\" (known: {})", .known.join(", "))]
     UnknownCohort { name: String, known: Vec<String> },
     #[error("must be a percent from 0 to 100 in hundredths at most (such as 10 or 12.5), got {0}")]
