@@ -9,12 +9,15 @@
 //! request by a key and found no valid pin, and holds
 //!
 //! ```text
-//!   v1.<position, 16 hex digits>.<expiry, unix seconds>.<HMAC-SHA256(secret, "cohort|position|expiry"), base64url>
+//!   v1.<position, 16 hex digits>.<expiry, unix seconds>.<HMAC-SHA256(secret, "cohort|seed|position|expiry"), base64url>
 //! ```
 //!
-//! A pin whose signature does not verify (forged, or signed with another secret), that has
-//! expired, or that is malformed is ignored: the request is placed by its keys and gets a fresh
-//! pin. The position in a pin is not a side: raising the percent moves pinned visitors exactly
+//! A pin whose signature does not verify (forged, signed with another secret, or for the
+//! cohort before its salt changed), that has expired, or that is malformed is ignored: the
+//! request is placed by its keys and gets a fresh pin. A pin with less than half its `ttl` left
+//! is re-signed on the answer (same position), so a visitor who keeps coming back keeps it; one
+//! who stays away longer than `ttl` is placed by their keys again. Rotating the secret voids
+//! every pin at once. The position in a pin is not a side: raising the percent moves pinned visitors exactly
 //! as it moves everyone (only onto the new side).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -83,13 +86,24 @@ pub fn sign_pin(cohort: &Cohort, pin: &PinSpec, position: Position, now: SystemT
     )
 }
 
-/// The position a pin cookie holds, if its signature verifies and it has not expired at `now`.
+/// A pin that verified: its position, and whether it is due for renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidPin {
+    pub position: Position,
+    /// Less than half its `ttl` is left: the answer re-signs the same position, so a visitor
+    /// who keeps coming back keeps their pin.
+    pub renew: bool,
+}
+
+/// The pin a cookie holds, if its signature verifies, it has not expired at `now`, and it
+/// expires no later than `ttl` from now (a pin issued under a longer `ttl` is not kept past
+/// the current one).
 pub fn verify_pin(
     cohort: &Cohort,
     pin: &PinSpec,
     value: &str,
     now: SystemTime,
-) -> Option<Position> {
+) -> Option<ValidPin> {
     let mut parts = value.split('.');
     let (Some("v1"), Some(pos), Some(exp), Some(tag), None) = (
         parts.next(),
@@ -100,7 +114,11 @@ pub fn verify_pin(
     ) else {
         return None;
     };
-    if pos.len() != 16 {
+    if pos.len() != 16
+        || !pos
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     let position = Position(u64::from_str_radix(pos, 16).ok()?);
@@ -108,11 +126,15 @@ pub fn verify_pin(
     let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
     // The signature first (constant time), then the time: a forged pin learns nothing.
     hmac::verify(&key(pin), signed(cohort, position, expiry).as_bytes(), &tag).ok()?;
-    (expiry > unix(now)).then_some(position)
+    let (now, ttl) = (unix(now), pin.ttl.as_secs());
+    (expiry > now && expiry <= now.saturating_add(ttl)).then_some(ValidPin {
+        position,
+        renew: expiry - now < ttl / 2,
+    })
 }
 
-/// The `Set-Cookie` value for a pin: the whole browser session and `ttl` beyond, the whole
-/// site, not readable by scripts.
+/// The `Set-Cookie` value for a pin: kept `ttl` from now (re-signed while the visitor keeps
+/// coming), for the whole site, not readable by scripts.
 pub fn set_cookie(pin: &PinSpec, value: &str, secure: bool) -> String {
     format!(
         "{}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
@@ -126,10 +148,13 @@ fn key(pin: &PinSpec) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, &pin.secret.0)
 }
 
-/// What a pin signs: the cohort (a pin of one cohort is not one of another), the position and
-/// the expiry.
+/// What a pin signs: the cohort and its salt's seed (a pin of one cohort, or of the cohort
+/// before its salt changed, is not one now), the position and the expiry.
 fn signed(cohort: &Cohort, position: Position, expiry: u64) -> String {
-    format!("{}|{:016x}|{expiry}", cohort.name, position.0)
+    format!(
+        "{}|{:016x}|{:016x}|{expiry}",
+        cohort.name, cohort.seed, position.0
+    )
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -202,12 +227,26 @@ mod tests {
             value.starts_with("v1.00000000deadbeef.1800003600."),
             "{value}"
         );
-        assert_eq!(
-            verify_pin(&c, &pin, &value, now),
-            Some(Position(0xdead_beef))
-        );
+        let valid = |renew| {
+            Some(ValidPin {
+                position: Position(0xdead_beef),
+                renew,
+            })
+        };
+        assert_eq!(verify_pin(&c, &pin, &value, now), valid(false));
+        let half = now + Duration::from_secs(1801);
+        assert_eq!(verify_pin(&c, &pin, &value, half), valid(true), "renew");
         let later = now + Duration::from_secs(3600);
         assert_eq!(verify_pin(&c, &pin, &value, later), None, "expired");
+        // A shorter ttl since: the pin is not kept past it.
+        let mut shorter = pin.clone();
+        shorter.ttl = Duration::from_secs(60);
+        assert_eq!(verify_pin(&c, &shorter, &value, now), None);
+        // The same cohort with another salt: its pins are void.
+        let mut resalted = cohort("early", &[7; 32]);
+        resalted.seed = crate::split::seed("early-2027");
+        assert_eq!(verify_pin(&resalted, &pin, &value, now), None);
+        let upper = value.replacen("deadbeef", "DEADBEEF", 1);
         // Another position, expiry or cohort under the same tag; another secret; junk.
         let forged_position = value.replacen("deadbeef", "00000000", 1);
         let forged_expiry = value.replacen("1800003600", "1900003600", 1);
@@ -216,6 +255,7 @@ mod tests {
         for bad in [
             forged_position.as_str(),
             forged_expiry.as_str(),
+            upper.as_str(),
             "",
             "v1",
             "v1.x.y.z",

@@ -107,7 +107,8 @@ fn main() -> ExitCode {
             cookies,
             client_ip,
         } => {
-            // The file alone: explaining a request needs no DNS and opens no file.
+            // The file alone: explaining a request needs no DNS and opens no file other than
+            // what the config itself reads (a TLS certificate, a cohort's pin secret).
             let loaded = match gateway::config::load_file(&config) {
                 Ok(l) => l,
                 Err(e) => {

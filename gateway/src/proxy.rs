@@ -404,7 +404,10 @@ impl ProxyHttp for Proxy {
         if let Some(reason) = ctx.failover.answered_by_fallback() {
             resp.insert_header(FALLBACK_WIRE, reason.as_str())?;
         }
-        if let Some(pin) = ctx.pin_cookie.take() {
+        // Not on a 100 Continue or 103 Early Hints: browsers keep cookies of the final answer.
+        if !resp.status.is_informational()
+            && let Some(pin) = ctx.pin_cookie.take()
+        {
             resp.append_header(header::SET_COOKIE, pin)?;
         }
         if let Some(fields) = &ctx.rate_limit {
@@ -677,10 +680,12 @@ impl Proxy {
         let now = std::time::SystemTime::now();
         let headers = &session.req_header().headers;
         let pinned = cohort.pin.as_ref().and_then(|pin| {
-            let value = sticky::cookie(headers, &pin.cookie)?;
+            let value = std::str::from_utf8(sticky::cookie(headers, &pin.cookie)?).ok()?;
             cohort::verify_pin(cohort, pin, value, now)
         });
-        let placed = cohort::place(split, pinned, |k| sticky_key(k, session, ctx));
+        let placed = cohort::place(split, pinned.map(|p| p.position), |k| {
+            sticky_key(k, session, ctx)
+        });
         if let Some(p) = placed.position {
             ctx.trace.attributes(|| {
                 vec![opentelemetry::KeyValue::new(
@@ -689,7 +694,8 @@ impl Proxy {
                 )]
             });
         }
-        if let (Some(pin), Some(p), None) = (&cohort.pin, placed.position, pinned) {
+        let pin_due = pinned.is_none_or(|p| p.renew);
+        if let (Some(pin), Some(p), true) = (&cohort.pin, placed.position, pin_due) {
             let value = cohort::sign_pin(cohort, pin, p, now);
             let secure = request_scheme(session, &ctx.rt) == "https";
             ctx.pin_cookie = Some(cohort::set_cookie(pin, &value, secure));

@@ -33,22 +33,26 @@ pub struct Inputs<'a> {
 pub fn key(key: &StickyKey, inputs: &Inputs<'_>) -> Option<Vec<u8>> {
     match key {
         StickyKey::Header(name) => inputs.headers.get(name).map(|v| v.as_bytes().to_vec()),
-        StickyKey::Cookie(name) => cookie(inputs.headers, name).map(|v| v.as_bytes().to_vec()),
+        StickyKey::Cookie(name) => cookie(inputs.headers, name).map(<[u8]>::to_vec),
         StickyKey::ClientIp => inputs.client_ip.map(|ip| ip.to_string().into_bytes()),
         StickyKey::Claim(name) => inputs.identity.and_then(|v| v.claim_key(name)),
     }
 }
 
 /// The value of the request's cookie `name`, if it sent one: the first pair named so, over
-/// every `Cookie` header in order (`a=1; b=2`, whitespace around pairs ignored).
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// every `Cookie` header in order (`a=1; b=2`, whitespace around pairs ignored). Read as bytes,
+/// so another cookie with bytes outside ASCII does not hide this one.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter_map(|pair| {
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            Some((&pair[..eq], &pair[eq + 1..]))
+        })
+        .find(|(k, _)| *k == name.as_bytes())
         .map(|(_, v)| v)
 }
 
@@ -101,6 +105,18 @@ mod tests {
         for (k, want) in cases {
             assert_eq!(key(&k, &inputs).as_deref(), want, "{k}");
         }
+        // A cookie with bytes outside ASCII (set from a script, say) hides nothing.
+        let mut raw = HeaderMap::new();
+        raw.append(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"tracking=caf\xc3\xa9; sessionid=s1").unwrap(),
+        );
+        let raw_inputs = Inputs {
+            headers: &raw,
+            ..inputs
+        };
+        let session = StickyKey::Cookie("sessionid".into());
+        assert_eq!(key(&session, &raw_inputs).as_deref(), Some(&b"s1"[..]));
         let none = Inputs {
             client_ip: None,
             ..inputs

@@ -30,11 +30,28 @@ impl Validator<'_> {
     pub(super) fn cohorts(&mut self, raw: serde_json::Map<String, serde_json::Value>) -> Cohorts {
         let declared = raw.keys().cloned().collect();
         let mut valid = BTreeMap::new();
+        let mut pin_cookies: BTreeMap<String, String> = BTreeMap::new();
         for (name, v) in raw {
             let path = join("cohorts", &name);
-            if let Some(c) = self.cohort(&name, v, &path) {
-                valid.insert(name, Arc::new(c));
+            let Some(c) = self.cohort(&name, v, &path) else {
+                continue;
+            };
+            // Two cohorts pinning in one cookie would replace each other's pin on every
+            // answer (a pin of one cohort never verifies for another).
+            if let Some(pin) = &c.pin {
+                if let Some(first) = pin_cookies.get(&pin.cookie) {
+                    self.err(
+                        &join(&join(&path, "pin"), "cookie"),
+                        Problem::PinCookieTwice {
+                            cookie: pin.cookie.clone(),
+                            first: first.clone(),
+                        },
+                    );
+                    continue;
+                }
+                pin_cookies.insert(pin.cookie.clone(), name.clone());
             }
+            valid.insert(name, Arc::new(c));
         }
         Cohorts { valid, declared }
     }
@@ -252,6 +269,22 @@ mod tests {
                 Problem::CannotRead {
                     file: "/dev/zero".into(),
                     error: "not a regular file".into()
+                }
+            )])
+        );
+        let key = dir.path().join("good.key");
+        std::fs::write(&key, [1u8; 32]).unwrap();
+        let twice = format!(
+            "  early: {{ by: header.x-user, pin: {{ cookie: gw_cohort, secret_file: \"{k}\" }} }}\n  late: {{ by: header.x-user, pin: {{ cookie: gw_cohort, secret_file: \"{k}\" }} }}\n",
+            k = key.display()
+        );
+        assert_eq!(
+            problems(&with_cohorts(&twice)),
+            at([(
+                "cohorts.late.pin.cookie",
+                Problem::PinCookieTwice {
+                    cookie: "gw_cohort".into(),
+                    first: "early".into()
                 }
             )])
         );

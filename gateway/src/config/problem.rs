@@ -187,6 +187,8 @@ pub enum Problem {
         "the secret has {bytes} bytes; a pin secret needs at least {min} (e.g. `head -c 32 /dev/urandom > FILE`)"
     )]
     ShortSecret { bytes: usize, min: usize },
+    #[error("cohort \"{first}\" already pins in cookie \"{cookie}\": give each cohort its own")]
+    PinCookieTwice { cookie: String, first: String },
     #[error("the file is longer than {max} bytes: a pin secret is a key of 32 to {max} bytes")]
     LongSecret { max: usize },
     #[error("unknown cohort \"{name}\" (known: {})", .known.join(", "))]
