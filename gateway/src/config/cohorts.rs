@@ -371,6 +371,14 @@ mod tests {
                 Problem::CohortClaimWithoutAuth("early".into())
             )])
         );
+        let typo = crate::config::tests::errors(&route(
+            "{ to: new, percnt: 5, cohort: anon, rest: old }",
+            "",
+        ));
+        assert!(
+            typo.contains("routes[0].split.percnt: unknown field `percnt`, expected one of `to`, `percent`, `cohort`, `rest`"),
+            "{typo}"
+        );
         // The position of an error in the file, as `gateway validate` prints it.
         let text = crate::config::tests::errors(&route(
             "{ to: new, percent: 101, cohort: anon, rest: old }",

@@ -191,11 +191,27 @@ pub struct RouteTimeouts {
 }
 
 /// `fallback: NAME` or `fallback: { upstream, on, methods, budget }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum Fallback {
     Upstream(String),
     Rules(FallbackRules),
+}
+
+impl<'de> Deserialize<'de> for Fallback {
+    /// By hand, for the long form's own messages (see [`Split`]'s).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Fallback::Upstream(s)),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(Fallback::Rules)
+                .map_err(|e| D::Error::custom(e.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected an upstream name or a mapping {{ upstream, on, methods, budget }}, found {}",
+                kind(&other)
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,11 +227,27 @@ pub struct FallbackRules {
 
 /// One entry of `fallback.on`: `unavailable`, `connect_error`, `timeout`, `reset`, or
 /// `{ status: [503, 5xx] }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum FallbackWhen {
     Kind(String),
     Status(FallbackStatuses),
+}
+
+impl<'de> Deserialize<'de> for FallbackWhen {
+    /// By hand, for a message that lists what is accepted (see [`Split`]'s).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(FallbackWhen::Kind(s)),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(FallbackWhen::Status)
+                .map_err(|e| D::Error::custom(e.to_string())),
+            other => Err(D::Error::custom(format!(
+                "expected unavailable, connect_error, timeout, reset or {{ status: [502, 503] }}, found {}",
+                kind(&other)
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,11 +411,29 @@ pub struct SplitSide {
 }
 
 /// `split: [ { upstream, weight }, ... ]` or `split: { to, percent, cohort, rest }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum Split {
     Sides(Vec<SplitSide>),
     Percent(PercentSplit),
+}
+
+impl<'de> Deserialize<'de> for Split {
+    /// By hand, so a mistake in either form gets that form's message (`unknown field
+    /// \`percnt\``), not an untagged enum's "did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            v @ serde_json::Value::Array(_) => serde_json::from_value(v).map(Split::Sides),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v).map(Split::Percent),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "expected a list of {{ upstream, weight }} or a mapping {{ to, percent, cohort, rest }}, found {}",
+                    kind(&other)
+                )));
+            }
+        }
+        .map_err(|e| D::Error::custom(e.to_string()))
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -686,6 +686,24 @@ mod tests {
                 crate::config::tests::out_of_range(defaults::TOTAL_TIMEOUT_RANGE, Duration::ZERO)
             )])
         );
+        // Either form of a field gets its own message, not "did not match any variant".
+        for (route_text, want) in [
+            (
+                "fallback: { upstrem: a }",
+                "routes[0].fallback.upstrem: unknown field `upstrem`, expected one of `upstream`, `on`, `methods`, `budget`",
+            ),
+            (
+                "fallback: 7",
+                "routes[0].fallback: expected an upstream name or a mapping { upstream, on, methods, budget }, found a number",
+            ),
+            (
+                "fallback: { upstream: a, on: [7] }",
+                "expected unavailable, connect_error, timeout, reset or { status: [502, 503] }, found a number",
+            ),
+        ] {
+            let text = errors(&route(route_text));
+            assert!(text.contains(want), "{text}");
+        }
         // A route has no keep-alive pool: its `idle` would mean nothing.
         let idle = errors(&route("timeouts: { idle: 5s }"));
         assert!(idle.contains("unknown field `idle`"), "{idle}");
