@@ -612,9 +612,12 @@ impl<'a> AssignView<'a> {
             .cohorts
             .get(name)
             .ok_or_else(|| AssignError::UnknownCohort(name.to_string()))?;
-        let mut keys = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .filter(|(k, _)| k == "key")
-            .map(|(_, v)| v.into_owned().into_bytes());
+        // Decoded to bytes, not to text: a header key may hold any bytes, and `%FF` must
+        // place as the byte 0xFF does in the proxy.
+        let mut keys = query.unwrap_or("").split('&').filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name) == b"key").then(|| form_decode(value))
+        });
         let key = keys.next().ok_or(AssignError::MissingKey)?;
         if keys.next().is_some() {
             return Err(AssignError::ManyKeys);
@@ -659,6 +662,11 @@ fn json_response(v: &impl Serialize) -> Response<Vec<u8>> {
         .header("content-type", "application/json")
         .body(serde_json::to_vec_pretty(v).unwrap_or_default())
         .unwrap_or_default()
+}
+
+/// One `application/x-www-form-urlencoded` name or value, as bytes (`+` is a space).
+fn form_decode(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).collect()
 }
 
 #[cfg(test)]
@@ -766,6 +774,21 @@ routes:
         );
         let text = v.to_string();
         assert!(!text.contains("pin.key") && !text.contains("sss"), "{text}");
+    }
+
+    #[test]
+    fn assign_decodes_a_key_to_its_exact_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cohorts_config(&dir);
+        let seed = crate::split::seed("early-2026");
+        for (query, key) in [
+            ("key=%FF%00a", &b"\xff\x00a"[..]),
+            ("key=a+b%2B", b"a b+"),
+            ("k%65y=7&&x", b"7"),
+        ] {
+            let view = AssignView::of(&config, "early", Some(query)).unwrap();
+            assert_eq!(view.bucket, Position::of(seed, key).bucket(), "{query}");
+        }
     }
 
     #[test]
