@@ -197,7 +197,8 @@ pub fn explain_for(
     let checks_tokens = route.auth != crate::config::model::RouteAuth::None;
     let inputs = sticky::Inputs {
         headers: &map,
-        client_ip: user.client_ip,
+        // As the proxy sees it: `::ffff:1.2.3.4` is 1.2.3.4.
+        client_ip: user.client_ip.map(crate::forwarding::canonical),
         identity: identity.as_ref().filter(|_| checks_tokens),
     };
     if identity.is_some() && !checks_tokens && places_by_key(&route.target) {
@@ -559,6 +560,26 @@ routes:
                     .any(|p| l.starts_with(p))
             })
             .collect()
+    }
+
+    /// `--client-ip ::ffff:1.2.3.4` places as the proxy places that client: as 1.2.3.4.
+    #[test]
+    fn a_mapped_client_ip_places_as_its_ipv4_address() {
+        let src = "upstreams:\n  new: { targets: [127.0.0.1:9] }\n  old: { targets: [127.0.0.1:10] }\ncohorts:\n  ip: { by: client_ip }\nroutes:\n  - { name: r, match: {}, split: { to: new, percent: 50, cohort: ip, rest: old } }\n";
+        let config = crate::config::load_str("gw.yaml", src).expect("valid");
+        let at = |ip: &str| {
+            let user = User {
+                client_ip: Some(ip.parse().unwrap()),
+                ..User::default()
+            };
+            placed(&run(&config, "/x", &[], &user))
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+        };
+        let v4 = at("192.0.2.7");
+        assert!(v4.iter().any(|l| l.contains("\"192.0.2.7\"")), "{v4:?}");
+        assert_eq!(at("::ffff:192.0.2.7"), v4);
     }
 
     fn cookies(pairs: &[(&str, &str)]) -> User {

@@ -15,7 +15,7 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 }
 
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is treated as the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
