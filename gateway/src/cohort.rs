@@ -78,7 +78,7 @@ pub fn place<'a>(
 /// The pin cookie's value for `position`, valid for the pin's `ttl` from `now`.
 pub fn sign_pin(cohort: &Cohort, pin: &PinSpec, position: Position, now: SystemTime) -> String {
     let expiry = unix(now) + pin.ttl.as_secs();
-    let tag = hmac::sign(&key(pin), signed(cohort, position, expiry).as_bytes());
+    let tag = hmac::sign(key(pin), signed(cohort, position, expiry).as_bytes());
     format!(
         "v1.{:016x}.{expiry}.{}",
         position.0,
@@ -125,7 +125,7 @@ pub fn verify_pin(
     let expiry: u64 = exp.parse().ok()?;
     let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
     // The signature first (constant time), then the time: a forged pin learns nothing.
-    hmac::verify(&key(pin), signed(cohort, position, expiry).as_bytes(), &tag).ok()?;
+    hmac::verify(key(pin), signed(cohort, position, expiry).as_bytes(), &tag).ok()?;
     let (now, ttl) = (unix(now), pin.ttl.as_secs());
     (expiry > now && expiry <= now.saturating_add(ttl)).then_some(ValidPin {
         position,
@@ -144,8 +144,8 @@ pub fn set_cookie(pin: &PinSpec, value: &str, secure: bool) -> String {
     )
 }
 
-fn key(pin: &PinSpec) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA256, &pin.secret.0)
+fn key(pin: &PinSpec) -> &hmac::Key {
+    pin.secret.key()
 }
 
 /// What a pin signs: the cohort and its salt's seed (a pin of one cohort, or of the cohort
@@ -181,7 +181,7 @@ mod tests {
                 cookie: "gw_cohort".into(),
                 ttl: Duration::from_secs(3600),
                 secret_file: "/dev/null".into(),
-                secret: Secret(Arc::from(secret)),
+                secret: Secret::new(secret),
             }),
         }
     }

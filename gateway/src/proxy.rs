@@ -677,11 +677,12 @@ impl Proxy {
         split: &'a CohortSplit,
     ) -> &'a str {
         let cohort = &split.cohort;
-        let now = std::time::SystemTime::now();
+        // The clock only matters to a pin (the cohort routes without one never read it).
+        let now = cohort.pin.as_ref().map(|_| std::time::SystemTime::now());
         let headers = &session.req_header().headers;
         let pinned = cohort.pin.as_ref().and_then(|pin| {
             let value = std::str::from_utf8(sticky::cookie(headers, &pin.cookie)?).ok()?;
-            cohort::verify_pin(cohort, pin, value, now)
+            cohort::verify_pin(cohort, pin, value, now?)
         });
         let placed = cohort::place(split, pinned.map(|p| p.position), |k| {
             sticky_key(k, session, ctx)
@@ -695,7 +696,8 @@ impl Proxy {
             });
         }
         let pin_due = pinned.is_none_or(|p| p.renew);
-        if let (Some(pin), Some(p), true) = (&cohort.pin, placed.position, pin_due) {
+        if let (Some(pin), Some(p), Some(now), true) = (&cohort.pin, placed.position, now, pin_due)
+        {
             let value = cohort::sign_pin(cohort, pin, p, now);
             let secure = request_scheme(session, &ctx.rt) == "https";
             ctx.pin_cookie = Some(cohort::set_cookie(pin, &value, secure));

@@ -47,11 +47,6 @@ impl Runtime {
         self.fallback_budgets.get(index)?.as_ref()
     }
 
-    fn fallback_budget_of(&self, route: &str) -> Option<&Arc<RetryBudget>> {
-        let r = self.loaded.config.routes.iter().find(|r| r.name == route)?;
-        self.fallback_budget(r.index)
-    }
-
     /// Builds the runtime objects: targets at the addresses the load resolved, the certificate,
     /// and the JWKS of `previous` kept when its URL is unchanged.
     pub fn build(
@@ -98,13 +93,23 @@ impl Runtime {
                     .map(|(_, h)| identity::normalized(h.as_str()))
             })
             .collect();
+        // The previous config's budgets by route name, looked up once per route.
+        let before: HashMap<&str, &Arc<RetryBudget>> = previous
+            .map(|p| {
+                let routes = &p.loaded.config.routes;
+                routes
+                    .iter()
+                    .filter_map(|r| Some((r.name.as_str(), p.fallback_budget(r.index)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let fallback_budgets = loaded
             .config
             .routes
             .iter()
             .map(|r| {
                 let fb = r.fallback.as_ref()?;
-                let kept = previous.and_then(|p| p.fallback_budget_of(&r.name));
+                let kept = before.get(r.name.as_str()).copied();
                 Some(match kept {
                     Some(b) if b.config() == &fb.budget => b.clone(),
                     _ => Arc::new(RetryBudget::new(fb.budget.clone())),

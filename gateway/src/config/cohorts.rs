@@ -137,7 +137,7 @@ impl Validator<'_> {
                         },
                     );
                 }
-                Some(Secret(Arc::from(key)))
+                Some(Secret::new(key))
             }
         };
         if self.count() > before {
@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(pin.cookie, "gw_cohort_early");
         assert_eq!(pin.ttl, defaults::PIN_TTL);
         assert_eq!(
-            pin.secret.0.len(),
+            pin.secret.len(),
             40,
             "the trailing newline is not key material"
         );

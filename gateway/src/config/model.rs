@@ -521,13 +521,39 @@ pub struct PinSpec {
     pub secret: Secret,
 }
 
-/// Key material: never printed.
+/// A pin's HMAC-SHA256 key, set up once when the config loads (not per request): never
+/// printed.
 #[derive(Clone)]
-pub struct Secret(pub Arc<[u8]>);
+pub struct Secret {
+    key: aws_lc_rs::hmac::Key,
+    len: usize,
+}
+
+impl Secret {
+    pub fn new(bytes: &[u8]) -> Secret {
+        Secret {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
+            len: bytes.len(),
+        }
+    }
+
+    pub fn key(&self) -> &aws_lc_rs::hmac::Key {
+        &self.key
+    }
+
+    /// The key's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
+        write!(f, "Secret({} bytes)", self.len)
     }
 }
 
