@@ -11,6 +11,8 @@
 //! | `/admin/upstreams` | every upstream's targets with their health and circuit breaker, and its retry budget |
 //! | `/admin/cohorts` | every cohort: its keys, its pin (cookie and ttl, never the secret), the routes that name it with their percent |
 //! | `/admin/cohorts/NAME/assign?key=K` | where a request whose `by` key is `K` goes: its bucket and each route's side ([`cohort::place`], as the proxy) |
+//! | `/admin/shadow` | every shadowed route: its candidate, verdict counts, parity with its Wilson 95% lower bound, noise ratio, top differing pointers, what its noise model learned |
+//! | `/admin/shadow/ROUTE/mismatches` | the route's recent mismatches, newest first, values redacted (`record.redact`) |
 //!
 //! A page that cannot answer (an unknown cohort, a missing key) is a problem+json
 //! ([`respond::body`]), as the proxy's own refusals are.
@@ -98,6 +100,41 @@ impl AdminApp {
                 let rt = self.shared.runtime();
                 json_response(&CohortsView::of(&rt.loaded.hash, &rt.loaded.config))
             }
+            "/admin/shadow" => {
+                let rt = self.shared.runtime();
+                json_response(&ShadowsView {
+                    hash: &rt.loaded.hash,
+                    routes: rt
+                        .shadows
+                        .iter()
+                        .flatten()
+                        .map(|s| ShadowRouteView {
+                            upstream: &s.spec.upstream,
+                            sample: s.spec.sample,
+                            noise: s.spec.noise,
+                            view: s.stats.view(&s.route, TOP_POINTERS),
+                        })
+                        .collect(),
+                })
+            }
+            _ if path.starts_with("/admin/shadow/") => {
+                let name = path
+                    .strip_prefix("/admin/shadow/")
+                    .and_then(|p| p.strip_suffix("/mismatches"))
+                    .unwrap_or_default();
+                let rt = self.shared.runtime();
+                match rt.shadows.iter().flatten().find(|s| s.route == name) {
+                    Some(s) => json_response(&s.stats.mismatches(&s.route)),
+                    None => problem_response(&Problem {
+                        status: 404,
+                        slug: "no-shadow",
+                        title: "No shadow",
+                        detail: "The active config has no route of that name with a shadow: \
+                                 GET /admin/shadow lists them."
+                            .to_string(),
+                    }),
+                }
+            }
             _ => match path
                 .strip_prefix("/admin/cohorts/")
                 .and_then(|p| p.strip_suffix("/assign"))
@@ -122,6 +159,26 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         self.route(&req.method, req.uri.path(), req.uri.query())
     }
+}
+
+/// Top differing pointers shown per route in `/admin/shadow`.
+const TOP_POINTERS: usize = 10;
+
+/// `/admin/shadow`.
+#[derive(Serialize)]
+struct ShadowsView<'a> {
+    hash: &'a str,
+    /// In file order.
+    routes: Vec<ShadowRouteView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ShadowRouteView<'a> {
+    upstream: &'a str,
+    sample: f64,
+    noise: f64,
+    #[serde(flatten)]
+    view: crate::shadow::verdicts::RouteView,
 }
 
 /// `/admin/config`.

@@ -46,6 +46,7 @@ mod observability;
 pub mod problem;
 mod rate_limits;
 mod routes;
+mod shadow;
 mod upstreams;
 pub mod yaml;
 

@@ -19,7 +19,7 @@
 //! | | [`forwarding`] | client IP through `trusted_proxies`, `X-Forwarded-*` |
 //! | | [`tls`] | the TLS listener's certificate, swapped on reload |
 //! | | [`breaker`] | per-target circuit breaker: closed / open / half-open, paused-time tested |
-//! | | [`shadow`] | shadow traffic's plain-data parts: JSON Pointer patterns, comparison, verdicts |
+//! | | [`shadow`] | shadow traffic's plain-data parts: JSON Pointer patterns, comparison, verdicts, the admin views |
 //! | | [`split`] | a key's fixed position in the split space, and the side whose contiguous share holds it |
 //! | 1 | [`request_id`] | `X-Request-ID` validation and generation |
 //! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
@@ -32,13 +32,14 @@
 //! | 5 | [`upstream`] | targets, load balancing, peer timeouts, weighted sticky splits |
 //! | | [`auth`] | JWT validation (RFC 8725) against the JWKS, token cache, identity headers |
 //! | | [`observability`] | traceparent, server/client spans exported over OTLP, the JSON access log |
-//! | 6 | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
+//! | 6 | [`mirror`] | shadow traffic at run time: which requests are copied, the copies sent through their own client and breakers, captured and judged beside the request |
+//! | | [`ratelimit`] | named GCRA policies: `governor` in memory or a Lua script in Redis, the IETF fields; its own error |
 //! | | [`sticky`] | a request's value for a split key (header, cookie, client IP, claim): what the proxy and `explain` place by |
 //! | 7 | [`respond`] | the one error type (wrapping auth's and rate limiting's) and its problem+json response |
 //! | | [`explain`] | `gateway explain` |
 //! | | [`state`] | the active runtime behind `ArcSwap`, reload, in-flight tracking, what a config needs of this machine |
 //! | 8 readers of state | [`proxy`] | the pingora phases; each delegates to the modules above |
-//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams`, `/admin/cohorts` |
+//! | | [`admin`] | `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/routes`, `/admin/upstreams`, `/admin/cohorts`, `/admin/shadow` |
 //! | | [`background`] | the reloader (file watch, SIGHUP), the health checker, the JWKS refresher |
 //! | 9 | [`edge`] | the HTTP/1 connection loop around the proxy: each request head checked (`request_head`) before pingora reads it |
 //! | 10 | [`server`] | wiring the pingora server together |
@@ -73,6 +74,7 @@ pub mod forwarding;
 pub mod health;
 pub mod hex;
 pub mod metrics;
+pub mod mirror;
 pub mod observability;
 pub mod path;
 pub mod proxy;

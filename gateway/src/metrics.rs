@@ -101,6 +101,15 @@ pub struct Metrics {
     /// `gateway_cohort_percent{cohort,route}`: the percent of the cohort a route sends to its
     /// `to` side, as the active config says (set by [`Metrics::config_loaded`]).
     pub cohort_percent: GaugeVec,
+    /// `gateway_shadow_requests_total{route,result}`: copies by verdict
+    /// (`shadow::verdicts::Verdict`).
+    pub shadow_requests: IntCounterVec,
+    /// `gateway_shadow_skipped_total{route,reason}`: requests not copied, or answers not
+    /// compared (`mirror::plan::Skip`).
+    pub shadow_skipped: IntCounterVec,
+    /// `gateway_shadow_duration_seconds{route,side}`: time to each side's whole answer, for
+    /// copied requests (`primary`: from the request's arrival; `shadow`: from the copy's start).
+    pub shadow_duration: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -262,6 +271,25 @@ impl Metrics {
             "Failures a route's fallback takes that were not replayed to it, by why not.",
             &["route", "reason"],
         );
+        let shadow_requests = counter(
+            "gateway_shadow_requests_total",
+            "Copies of a route's requests sent to its shadow, by verdict: match, mismatch, noise, shadow_error, primary_error.",
+            &["route", "result"],
+        );
+        let shadow_skipped = counter(
+            "gateway_shadow_skipped_total",
+            "Requests a route's shadow did not copy, or whose answers it did not compare, by why not.",
+            &["route", "reason"],
+        );
+        let shadow_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_shadow_duration_seconds",
+                "Time to the whole answer of each side of a copied request: primary (from the request's arrival) and shadow (from the copy's start).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "side"],
+        )
+        .expect("valid metric");
         let malformed_requests = counter(
             "gateway_malformed_requests_total",
             "Request heads refused before routing (answered 400, 405, 414 or 431), by reason.",
@@ -287,6 +315,9 @@ impl Metrics {
             Box::new(retry_budget_exhausted.clone()),
             Box::new(fallbacks.clone()),
             Box::new(fallbacks_skipped.clone()),
+            Box::new(shadow_requests.clone()),
+            Box::new(shadow_skipped.clone()),
+            Box::new(shadow_duration.clone()),
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(reloads.clone()),
@@ -344,6 +375,9 @@ impl Metrics {
             retry_budget_exhausted,
             fallbacks,
             fallbacks_skipped,
+            shadow_requests,
+            shadow_skipped,
+            shadow_duration,
             malformed_requests,
             cohort_percent,
         }
@@ -387,6 +421,18 @@ impl Metrics {
             if r.fallback.is_some() {
                 for why in Skipped::ALL {
                     self.fallbacks_skipped
+                        .with_label_values(&[&r.name, why.as_str()])
+                        .inc_by(0);
+                }
+            }
+            if r.shadow.is_some() {
+                for v in crate::shadow::verdicts::Verdict::ALL {
+                    self.shadow_requests
+                        .with_label_values(&[&r.name, v.as_str()])
+                        .inc_by(0);
+                }
+                for why in crate::shadow::verdicts::Skip::ALL {
+                    self.shadow_skipped
                         .with_label_values(&[&r.name, why.as_str()])
                         .inc_by(0);
                 }

@@ -345,13 +345,27 @@ impl RequestTrace {
         }
         self.attempts += 1;
         self.attempt_started = Some(Instant::now());
-        let Some(tracer) = &self.tracer else { return };
+        let resend = (self.attempts > 1)
+            .then(|| KeyValue::new("http.request.resend_count", i64::from(self.attempts - 1)));
+        self.client = self.client_span(method, upstream, target, resend);
+    }
+
+    /// A client span, child of the server span, for a call to `target` of `upstream`, with
+    /// one more attribute when given.
+    fn client_span(
+        &self,
+        method: &http::Method,
+        upstream: &str,
+        target: SocketAddr,
+        more: Option<KeyValue>,
+    ) -> Option<Span> {
+        let tracer = self.tracer.as_ref()?;
         let builder = tracer
             .span_builder(crate::metrics::method_label(method))
             .with_kind(SpanKind::Client);
         let mut span = tracer.build_with_context(builder, &self.cx);
         if span.is_recording() {
-            let mut a = vec![
+            let a = [
                 KeyValue::new(
                     "http.request.method",
                     crate::metrics::method_label(method).replace("OTHER", "_OTHER"),
@@ -360,15 +374,9 @@ impl RequestTrace {
                 KeyValue::new("server.port", i64::from(target.port())),
                 KeyValue::new("gateway.upstream", upstream.to_string()),
             ];
-            if self.attempts > 1 {
-                a.push(KeyValue::new(
-                    "http.request.resend_count",
-                    i64::from(self.attempts - 1),
-                ));
-            }
-            span.set_attributes(a);
+            span.set_attributes(a.into_iter().chain(more));
         }
-        self.client = Some(span);
+        Some(span)
     }
 
     /// Attempts so far (1 for a request that was sent once).
@@ -449,6 +457,60 @@ impl RequestTrace {
         if let Some(e) = error_type {
             span.set_attribute(KeyValue::new("error.type", e.clone()));
             span.set_status(Status::error(e));
+        }
+        span.end();
+    }
+}
+
+impl RequestTrace {
+    /// A client span of its own in the request's trace, for a call beside the request's
+    /// attempts (a shadow copy: `role` is `candidate`, or `noise` for the second call to the
+    /// primary). It lives on after the request (a copy's task ends it).
+    pub fn side_span(
+        &self,
+        method: &http::Method,
+        upstream: &str,
+        target: SocketAddr,
+        role: &'static str,
+    ) -> SideSpan {
+        let role = KeyValue::new("gateway.shadow", role);
+        SideSpan(self.client_span(method, upstream, target, Some(role)))
+    }
+}
+
+/// A span beside the request's own ([`RequestTrace::side_span`]).
+pub struct SideSpan(Option<Span>);
+
+impl SideSpan {
+    /// The `traceparent` of the call this span stands for.
+    pub fn traceparent(&self) -> Option<String> {
+        let sc = self.0.as_ref()?.span_context().clone();
+        sc.is_valid().then(|| {
+            traceparent_value(
+                &sc.trace_id().to_bytes(),
+                &sc.span_id().to_bytes(),
+                sc.trace_flags().to_u8(),
+            )
+        })
+    }
+
+    /// Ends the span with the answer's status, or the error that ended the call.
+    pub fn finish(self, status: Option<u16>, error: Option<&str>) {
+        let Some(mut span) = self.0 else { return };
+        if span.is_recording() {
+            if let Some(status) = status {
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+            }
+            let error = error
+                .map(str::to_string)
+                .or_else(|| status.filter(|s| *s >= 500).map(|s| s.to_string()));
+            if let Some(e) = error {
+                span.set_attribute(KeyValue::new("error.type", e.clone()));
+                span.set_status(Status::error(e));
+            }
         }
         span.end();
     }

@@ -30,13 +30,14 @@ use crate::config::model::{
     CohortSplit, Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey,
 };
 use crate::failover::{self, Failure, Next, Side};
+use crate::mirror::copy::Copy;
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
 use crate::routing::{self, RequestFacts};
 use crate::state::{InFlight, Runtime, Shared};
 use crate::upstream::{self, Target, Upstream};
-use crate::{auth, cohort, forwarding, path, ratelimit, request_head, request_id, sticky};
+use crate::{auth, cohort, forwarding, mirror, path, ratelimit, request_head, request_id, sticky};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -45,6 +46,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
 static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
 static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static X_GATEWAY_SHADOW: HeaderName = HeaderName::from_static(mirror::copy::HEADER);
 // The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
 // str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
 const XFF_WIRE: &str = "X-Forwarded-For";
@@ -96,6 +98,8 @@ pub struct RequestCtx {
     path: Option<String>,
     /// The server span and the current attempt's client span.
     trace: RequestTrace,
+    /// The route's shadow copy of this request, when it is copied.
+    shadow: Option<Copy>,
     _in_flight: InFlight,
 }
 
@@ -136,6 +140,7 @@ impl ProxyHttp for Proxy {
             failure: None,
             path: None,
             trace: RequestTrace::default(),
+            shadow: None,
             _in_flight: self.shared.enter(),
         }
     }
@@ -160,7 +165,10 @@ impl ProxyHttp for Proxy {
             Err(e) => Err(e),
         };
         match admitted {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                self.begin_shadow(session, ctx);
+                Ok(false)
+            }
             Err(e) => {
                 if let GatewayError::Auth(a) = &e {
                     let route = ctx.route.as_ref().map(|r| r.name.as_str()).unwrap_or("");
@@ -307,6 +315,9 @@ impl ProxyHttp for Proxy {
             ));
         }
         ctx.attempt.answered = true;
+        if let Some(copy) = &mut ctx.shadow {
+            copy.primary_head(status, &resp.headers);
+        }
         Ok(())
     }
 
@@ -376,22 +387,33 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Not `take()`: pingora calls this phase again for each retry of the request, and every
-        // attempt must carry the same rewritten path and credentials.
-        if let Some(target) = &ctx.upstream_target {
-            req.set_raw_path(target.as_bytes())?;
+        prepare_upstream_request(session, req, ctx)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(copy) = &mut ctx.shadow {
+            copy.tee(body.as_deref(), end_of_stream, &ctx.trace);
         }
-        set_forwarded_headers(session, req, ctx)?;
-        req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
-        set_trace_headers(req, &ctx.trace)?;
-        auth::identity::strip(req, &ctx.rt.identity_headers);
-        if let Some(v) = &ctx.identity {
-            for (name, value) in &v.headers {
-                req.insert_header(name.clone(), value.clone())?;
-            }
-        }
-        ctx.authorization.apply(req)?;
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(copy), Some(chunk)) = (&mut ctx.shadow, body.as_deref()) {
+            copy.primary_body(chunk);
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -476,6 +498,9 @@ impl ProxyHttp for Proxy {
             .unwrap_or(0);
         // The end of a tunnel is how a tunnel ends, not an error of the request.
         let e = e.filter(|_| !is_tunnel(session, ctx));
+        if let Some(copy) = ctx.shadow.take() {
+            copy.finish(e.is_none(), ctx.started.elapsed());
+        }
         ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
         if let Some(log) = self.shared.telemetry.access_log()
             && log.wants(status)
@@ -628,6 +653,46 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
 }
 
 impl Proxy {
+    /// Plans the route's shadow copy of an admitted request, and starts it at once when the
+    /// request has no body (see [`mirror::copy`]). Nothing here can fail the request.
+    fn begin_shadow(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        let Some(route) = ctx.route.clone() else {
+            return;
+        };
+        let Some(shadow) = ctx.rt.shadow(route.index).cloned() else {
+            return;
+        };
+        let Ok(primary) = self.primary(session, ctx, &route) else {
+            // `upstream_peer` meets the same error and answers it.
+            return;
+        };
+        let req = session.req_header();
+        let facts = mirror::plan::Facts {
+            method: &req.method,
+            upgrade: session.is_upgrade_req(),
+            primary: &primary.spec.name,
+            content_length: content_length(req),
+            draws: (rand::random(), rand::random()),
+        };
+        let Some(planned) = shadow.plan(&facts) else {
+            return;
+        };
+        let mut prepared = session.req_header().clone();
+        if prepare_upstream_request(session, &mut prepared, ctx).is_err() {
+            // The primary's own preparation fails the same way, and answers it.
+            return;
+        }
+        let path = ctx
+            .path
+            .as_deref()
+            .unwrap_or(session.req_header().uri.path());
+        let mut copy = Copy::new(shadow, planned, primary, &prepared, path, &ctx.request_id);
+        if session.as_downstream_mut().is_body_empty() {
+            copy.start(&ctx.trace);
+        }
+        ctx.shadow = Some(copy);
+    }
+
     /// The route's upstream for this request: the split side, chosen at the first attempt
     /// (which also counts the request on the retry and fallback budgets).
     fn primary(
@@ -796,6 +861,45 @@ impl Proxy {
                 .inc();
         }
     }
+}
+
+/// What every attempt's upstream request carries, and a shadow copy too: the rewritten path,
+/// `X-Forwarded-*`, `X-Request-ID`, the trace context, the verified identity headers (a
+/// client's own stripped) and the `Authorization` the route forwards. A client's
+/// `X-Gateway-Shadow` is removed: only the gateway marks copies.
+///
+/// Not `take()`: pingora calls `upstream_request_filter` again for each retry of the request,
+/// and every attempt must carry the same rewritten path and credentials.
+fn prepare_upstream_request(
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    if let Some(target) = &ctx.upstream_target {
+        req.set_raw_path(target.as_bytes())?;
+    }
+    set_forwarded_headers(session, req, ctx)?;
+    req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+    set_trace_headers(req, &ctx.trace)?;
+    remove_if_present(req, &X_GATEWAY_SHADOW);
+    auth::identity::strip(req, &ctx.rt.identity_headers);
+    if let Some(v) = &ctx.identity {
+        for (name, value) in &v.headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+    }
+    ctx.authorization.apply(req)?;
+    Ok(())
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The request's answer was a `101` and its connection a tunnel, now ended.

@@ -178,6 +178,7 @@ mod tests {
             fallback: None,
             timeouts: Default::default(),
             rate_limit: Vec::new(),
+            shadow: None,
         })
     }
 

@@ -17,6 +17,7 @@ use crate::auth::Authenticator;
 use crate::auth::identity;
 use crate::config::{self, LoadError, Loaded};
 use crate::metrics::Metrics;
+use crate::mirror::copy::RouteShadow;
 use crate::observability::Telemetry;
 use crate::ratelimit::Limiter;
 use crate::retry_budget::RetryBudget;
@@ -39,12 +40,20 @@ pub struct Runtime {
     /// Each route's fallback budget, by `RouteSpec::index` (`None`: no fallback). Kept across
     /// reloads for a route of the same name whose budget settings are unchanged.
     pub fallback_budgets: Vec<Option<Arc<RetryBudget>>>,
+    /// Each route's shadow, by `RouteSpec::index` (`None`: no shadow). What it learned is kept
+    /// across reloads for a route of the same name (see [`RouteShadow::build`]).
+    pub shadows: Vec<Option<Arc<RouteShadow>>>,
 }
 
 impl Runtime {
     /// The fallback budget of the route at `index` in the file.
     pub fn fallback_budget(&self, index: usize) -> Option<&Arc<RetryBudget>> {
         self.fallback_budgets.get(index)?.as_ref()
+    }
+
+    /// The shadow of the route at `index` in the file.
+    pub fn shadow(&self, index: usize) -> Option<&Arc<RouteShadow>> {
+        self.shadows.get(index)?.as_ref()
     }
 
     /// Builds the runtime objects: targets at the addresses the load resolved, the certificate,
@@ -116,12 +125,14 @@ impl Runtime {
                 })
             })
             .collect();
+        let shadows = build_shadows(&loaded, &upstreams, previous, metrics);
         // Last, once nothing can fail: a build that fails (a bad certificate) must not leave the
         // gauges it sets (cohort percents) showing a config that never became active.
         metrics.config_loaded(&loaded.config);
         Ok(Runtime {
             routes: RouteTable::new(&loaded.config.routes),
             fallback_budgets,
+            shadows,
             auth,
             identity_headers,
             limits,
@@ -131,6 +142,38 @@ impl Runtime {
             loaded,
         })
     }
+}
+
+/// Each route's shadow, keeping what the same route's shadow in `previous` learned.
+fn build_shadows(
+    loaded: &Loaded,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    previous: Option<&Runtime>,
+    metrics: &Arc<Metrics>,
+) -> Vec<Option<Arc<RouteShadow>>> {
+    let before: HashMap<&str, &Arc<RouteShadow>> = previous
+        .map(|p| {
+            p.shadows
+                .iter()
+                .flatten()
+                .map(|s| (s.route.as_str(), s))
+                .collect()
+        })
+        .unwrap_or_default();
+    loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            let spec = r.shadow.clone()?;
+            // Validation checked the name; an upstream missing here is a bug, not a config.
+            let candidate = upstreams.get(&spec.upstream)?.clone();
+            let kept = before.get(r.name.as_str()).map(|s| &***s);
+            Some(Arc::new(RouteShadow::build(
+                r, spec, candidate, kept, metrics,
+            )))
+        })
+        .collect()
 }
 
 /// Drops the series of targets the new config no longer has.

@@ -238,6 +238,31 @@ pub const FALLBACK_BUDGET_MIN_PER_SECOND_RANGE: Range<u32> = Range::new(0, 100_0
 pub const FALLBACK_BUDGET_WINDOW: Duration = Duration::from_secs(10);
 pub const FALLBACK_BUDGET_WINDOW_RANGE: Range<Duration> = Range::new(MS, HOUR);
 
+// ---- shadow traffic -------------------------------------------------------------------------
+
+/// `routes[].shadow.sample`: every eligible request is copied.
+pub const SHADOW_SAMPLE: f64 = 1.0;
+/// `routes[].shadow.methods`: reads only. A write (any other method but OPTIONS) is copied
+/// only under `writes: dry_run`.
+pub const SHADOW_METHODS: [http::Method; 2] = [http::Method::GET, http::Method::HEAD];
+/// `routes[].shadow.max_body`: larger request bodies are not copied.
+pub const SHADOW_MAX_BODY: u64 = 64 * 1024;
+pub const SHADOW_MAX_BODY_RANGE: Range<u64> = Range::new(0, 16 * 1024 * 1024);
+/// `routes[].shadow.max_response`: larger answers (either side) are not compared.
+pub const SHADOW_MAX_RESPONSE: u64 = 1024 * 1024;
+pub const SHADOW_MAX_RESPONSE_RANGE: Range<u64> = Range::new(0, 64 * 1024 * 1024);
+/// `routes[].shadow.timeout`: the copy's whole deadline (connect, answer and body).
+pub const SHADOW_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SHADOW_TIMEOUT_RANGE: Range<Duration> = Range::new(MS, Duration::from_secs(300));
+/// `routes[].shadow.max_in_flight`: copies under way at once, per route.
+pub const SHADOW_MAX_IN_FLIGHT: usize = 64;
+pub const SHADOW_MAX_IN_FLIGHT_RANGE: Range<usize> = Range::new(1, 100_000);
+/// `routes[].shadow.noise`: no second call to the primary.
+pub const SHADOW_NOISE: f64 = 0.0;
+/// `routes[].shadow.record.mismatches`: the recent mismatches kept for the admin view.
+pub const SHADOW_RECORD_MISMATCHES: usize = 200;
+pub const SHADOW_RECORD_MISMATCHES_RANGE: Range<usize> = Range::new(0, 10_000);
+
 // ---- rate limits ----------------------------------------------------------------------------
 
 /// `rate_limits.store`.
@@ -431,6 +456,14 @@ mod tests {
             row(
                 "routes[].fallback.budget.window",
                 FALLBACK_BUDGET_WINDOW_RANGE,
+            ),
+            row("routes[].shadow.max_body", SHADOW_MAX_BODY_RANGE),
+            row("routes[].shadow.max_response", SHADOW_MAX_RESPONSE_RANGE),
+            row("routes[].shadow.timeout", SHADOW_TIMEOUT_RANGE),
+            row("routes[].shadow.max_in_flight", SHADOW_MAX_IN_FLIGHT_RANGE),
+            row(
+                "routes[].shadow.record.mismatches",
+                SHADOW_RECORD_MISMATCHES_RANGE,
             ),
             row("observability.access_log.buffer", ACCESS_LOG_BUFFER_RANGE),
             row("observability.otlp.timeout", OTLP_TIMEOUT_RANGE),

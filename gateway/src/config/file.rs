@@ -287,6 +287,82 @@ pub struct Route {
     /// Names of `rate_limits.policies`; every one must admit the request.
     #[serde(default)]
     pub rate_limit: Vec<String>,
+    /// A copy of the route's requests to a candidate upstream, whose answers are compared with
+    /// the primary's (see `docs/shadow.md`).
+    pub shadow: Option<Shadow>,
+}
+
+/// A route's `shadow:` block. Defaults: [`defaults`]' `SHADOW_*` items.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    pub upstream: String,
+    pub sample: Option<f64>,
+    pub methods: Option<Vec<String>>,
+    /// `off` or `dry_run`.
+    pub writes: Option<String>,
+    pub max_body: Option<Size>,
+    pub max_response: Option<Size>,
+    pub timeout: Option<Dur>,
+    pub max_in_flight: Option<usize>,
+    #[serde(default)]
+    pub compare: ShadowCompare,
+    pub noise: Option<f64>,
+    #[serde(default)]
+    pub record: ShadowRecord,
+}
+
+/// `shadow.compare`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowCompare {
+    /// `exact` or `class`.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// `json`, `bytes` or `none`.
+    pub body: Option<String>,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub unordered: Vec<String>,
+    /// `exact` or `decimal`.
+    pub numbers: Option<String>,
+}
+
+/// `shadow.record`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRecord {
+    pub mismatches: Option<usize>,
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+/// A size in bytes as users write it: `64KiB`, `1MiB`, `1.5 MB`, or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let expected = "a size such as `64KiB`, `1MiB` or a number of bytes";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(Size)
+                .ok_or_else(|| D::Error::custom(format!("expected {expected}, found {n}"))),
+            serde_json::Value::String(s) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|b| Size(b.as_u64()))
+                .map_err(|_| D::Error::custom(format!("invalid size `{s}`: expected {expected}"))),
+            other => Err(D::Error::custom(format!(
+                "expected {expected}, found {}",
+                kind(&other)
+            ))),
+        }
+    }
 }
 
 /// `auth: none | optional | required | { roles: [...], scopes: [...] }`.

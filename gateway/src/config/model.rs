@@ -324,6 +324,31 @@ pub struct RouteSpec {
     pub timeouts: RouteTimeouts,
     /// Policy names (all exist in `rate_limits.policies`), checked in this order.
     pub rate_limit: Vec<String>,
+    /// Copies of the route's requests to a candidate, compared (see [`crate::shadow`]).
+    pub shadow: Option<Arc<ShadowSpec>>,
+}
+
+/// A route's validated `shadow:` block (`docs/shadow.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowSpec {
+    /// The candidate: gets a copy, its answer is compared, never returned.
+    pub upstream: String,
+    /// Share of eligible requests copied, 0 to 1.
+    pub sample: f64,
+    pub methods: Vec<Method>,
+    /// `writes: dry_run`: writes are copied, with `X-Gateway-Shadow: dry-run`.
+    pub dry_run: bool,
+    pub max_body: u64,
+    pub max_response: u64,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub compare: crate::shadow::compare::CompareSpec,
+    /// Share of copied reads also sent a second time to the primary, 0 to 1.
+    pub noise: f64,
+    /// `record.mismatches`: recent mismatches kept.
+    pub mismatches: usize,
+    /// `record.redact`.
+    pub redact: Vec<crate::shadow::pointer::Pattern>,
 }
 
 /// The validated `rate_limits:` block.

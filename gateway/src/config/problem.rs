@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, Method};
 
 use super::model::LimitKey;
 use crate::path::PathError;
@@ -202,6 +202,19 @@ pub enum Problem {
     #[error("the cohort places the requests of a percent split: remove sticky_by")]
     StickyWithCohort,
 
+    // ---- shadow traffic --------------------------------------------------------------------
+    #[error(
+        "{0} is a write: copying it to the candidate needs `writes: dry_run` (the copy then carries X-Gateway-Shadow: dry-run)"
+    )]
+    ShadowWriteWithoutDryRun(Method),
+    #[error("expected {expected}, got \"{got}\"")]
+    NotOneOf { expected: &'static str, got: String },
+    #[error("invalid JSON Pointer \"{pointer}\": {error}")]
+    BadPointer {
+        pointer: String,
+        error: crate::shadow::pointer::PatternError,
+    },
+
     // ---- rate limits -----------------------------------------------------------------------
     #[error("store: redis needs `redis_url` (e.g. redis://127.0.0.1:6379/0)")]
     RedisWithoutUrl,
@@ -262,6 +275,12 @@ impl std::fmt::Display for Quantity {
 impl From<Duration> for Quantity {
     fn from(d: Duration) -> Self {
         Quantity::Duration(d)
+    }
+}
+
+impl From<u64> for Quantity {
+    fn from(n: u64) -> Self {
+        Quantity::Count(n)
     }
 }
 

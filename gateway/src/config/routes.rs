@@ -258,6 +258,10 @@ impl Validator<'_> {
             .fallback
             .and_then(|fb| self.fallback(fb, &join(path, "fallback"), upstreams));
         let timeouts = self.route_timeouts(r.timeouts.unwrap_or_default(), &join(path, "timeouts"));
+        let shadow = r
+            .shadow
+            .and_then(|s| self.shadow(s, &join(path, "shadow"), upstreams))
+            .map(Arc::new);
         if self.count() > errors_before {
             return None;
         }
@@ -272,6 +276,7 @@ impl Validator<'_> {
             fallback,
             timeouts,
             rate_limit: r.rate_limit,
+            shadow,
         })
     }
 
@@ -375,7 +380,12 @@ impl Validator<'_> {
     /// A list of methods, written in upper case. `may_be_empty`: an empty `match.methods` would
     /// match nothing (refused); an empty `fallback.methods` replays only requests carrying an
     /// `Idempotency-Key`.
-    fn methods(&mut self, list: &[String], path: &str, may_be_empty: bool) -> Vec<Method> {
+    pub(super) fn methods(
+        &mut self,
+        list: &[String],
+        path: &str,
+        may_be_empty: bool,
+    ) -> Vec<Method> {
         if list.is_empty() && !may_be_empty {
             self.err(path, Problem::NoMethods);
         }
@@ -422,7 +432,7 @@ impl Validator<'_> {
     }
 
     /// An upstream that failed its own checks is still known: it is reported once, there.
-    fn known_upstream(&mut self, name: &str, at: &str, upstreams: &Upstreams) {
+    pub(super) fn known_upstream(&mut self, name: &str, at: &str, upstreams: &Upstreams) {
         if !upstreams.is_declared(name) {
             self.err(
                 at,

@@ -121,7 +121,7 @@ pub enum Numbers {
 }
 
 /// A route's `compare:` settings, as the runtime uses them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CompareSpec {
     pub status: StatusMode,
     /// Compared by value (all values, in order); absent against present differs.

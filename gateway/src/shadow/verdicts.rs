@@ -144,6 +144,50 @@ impl Verdict {
     }
 }
 
+/// Why a request was not copied, or its answers not compared: the `reason` label of
+/// `gateway_shadow_skipped_total{route,reason}` (the rules: `crate::mirror::plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Method,
+    Upgrade,
+    SameUpstream,
+    BodyTooLarge,
+    InFlight,
+    /// The candidate has no target that can take a copy (unhealthy or its shadow breaker open).
+    Unavailable,
+    /// An answer (either side) was larger than `max_response`.
+    ResponseTooLarge,
+    /// The client's request ended before its body did: there was nothing whole to copy.
+    RequestIncomplete,
+}
+
+impl Skip {
+    /// Every reason, in label order (to set up the metric's series at once).
+    pub const ALL: [Skip; 8] = [
+        Skip::Method,
+        Skip::Upgrade,
+        Skip::SameUpstream,
+        Skip::BodyTooLarge,
+        Skip::InFlight,
+        Skip::Unavailable,
+        Skip::ResponseTooLarge,
+        Skip::RequestIncomplete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Method => "method",
+            Skip::Upgrade => "upgrade",
+            Skip::SameUpstream => "same_upstream",
+            Skip::BodyTooLarge => "body_too_large",
+            Skip::InFlight => "in_flight",
+            Skip::Unavailable => "unavailable",
+            Skip::ResponseTooLarge => "response_too_large",
+            Skip::RequestIncomplete => "request_incomplete",
+        }
+    }
+}
+
 /// The verdict on two compared answers (see the rules in the module doc).
 pub fn classify(differences: &[String], noise: &NoiseModel) -> Verdict {
     if differences.is_empty() {
