@@ -208,9 +208,20 @@ struct RouteView<'a> {
     rewrite: Option<RewriteView<'a>>,
     auth: AuthView<'a>,
     fallback: Option<FallbackView<'a>>,
+    /// What is copied to the route's shadow (`/admin/shadow` has its verdicts).
+    shadow: Option<ShadowBriefView<'a>>,
     /// The effective timeouts of an attempt on each upstream the route may use (its own, each
     /// split side, its fallback), in whole milliseconds; `total_ms` is `null` when unset.
     timeouts_ms: BTreeMap<&'a str, RouteTimeoutsView>,
+}
+
+#[derive(Serialize)]
+struct ShadowBriefView<'a> {
+    upstream: &'a str,
+    sample: f64,
+    methods: Vec<&'a str>,
+    writes: &'static str,
+    noise: f64,
 }
 
 #[derive(Serialize)]
@@ -371,6 +382,13 @@ impl<'a> RouteView<'a> {
                     min_per_second: fb.budget.min_retries_per_second,
                     window_ms: ms(fb.budget.window),
                 },
+            }),
+            shadow: r.shadow.as_ref().map(|sh| ShadowBriefView {
+                upstream: &sh.upstream,
+                sample: sh.sample,
+                methods: sh.methods.iter().map(|m| m.as_str()).collect(),
+                writes: if sh.dry_run { "dry_run" } else { "off" },
+                noise: sh.noise,
             }),
             timeouts_ms: r
                 .target
@@ -741,6 +759,7 @@ routes:
     upstream: new
     fallback: { upstream: old, on: [reset, { status: [503, 504] }], methods: [GET] }
     timeouts: { response: 1s, total: 3s }
+    shadow: { upstream: old, sample: 0.25, methods: [GET, POST], writes: dry_run }
   - { name: plain, match: { path: /x }, upstream: old }
 "#;
         let config = crate::config::load_str("gw.yaml", src).expect("valid");
@@ -763,8 +782,16 @@ routes:
                 "old": { "connect": 1000, "response": 1000, "upgraded_idle": 600_000, "total": 3000 },
             })
         );
+        assert_eq!(
+            r["shadow"],
+            serde_json::json!({
+                "upstream": "old", "sample": 0.25, "methods": ["GET", "POST"],
+                "writes": "dry_run", "noise": 0.0,
+            })
+        );
         let plain = view(1).unwrap();
         assert_eq!(plain["fallback"], serde_json::Value::Null);
+        assert_eq!(plain["shadow"], serde_json::Value::Null);
         assert_eq!(
             plain["timeouts_ms"]["old"],
             serde_json::json!({ "connect": 1000, "response": 30_000, "upgraded_idle": 600_000, "total": null })

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::auth::verify::Verified;
 use crate::cohort::{self, PlacedBy};
-use crate::config::model::{Config, FallbackSpec, PathMatch, RouteTarget, UpstreamSpec};
+use crate::config::model::{
+    Config, FallbackSpec, PathMatch, RouteTarget, ShadowSpec, UpstreamSpec,
+};
 use crate::routing::{self, RequestFacts, RouteTable};
 use crate::split::{BUCKETS, Position};
 use crate::{path, request_head, sticky, upstream};
@@ -219,6 +221,14 @@ pub fn explain_for(
             out,
             "fallback:  {} ({note})",
             describe_upstream(config, &fb.upstream)
+        );
+    }
+    if let Some(sh) = &route.shadow {
+        let _ = writeln!(
+            out,
+            "shadow:    {} ({})",
+            describe_upstream(config, &sh.upstream),
+            describe_shadow(sh, &method)
         );
     }
     let mut involved: Vec<&str> = route.target.upstream_names();
@@ -486,6 +496,72 @@ fn describe_fallback(fb: &FallbackSpec) -> String {
     )
 }
 
+/// `this GET is copied to 20% (noise 2%); compares status exact, body json, numbers decimal,
+/// ignores /id` — or why this method is not copied.
+fn describe_shadow(sh: &ShadowSpec, method: &Method) -> String {
+    use crate::shadow::compare::{BodyMode, Numbers, StatusMode};
+    let methods: Vec<&str> = sh.methods.iter().map(Method::as_str).collect();
+    let copied = if sh.methods.contains(method) {
+        format!(
+            "this {method} is copied to {}% of requests{}",
+            sh.sample * 100.0,
+            if sh.dry_run {
+                ", writes as dry-run"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!("{method} is not copied: it copies {}", methods.join(", "))
+    };
+    let c = &sh.compare;
+    let mut compares = vec![
+        format!(
+            "status {}",
+            match c.status {
+                StatusMode::Exact => "exact",
+                StatusMode::Class => "class",
+            }
+        ),
+        format!(
+            "body {}",
+            match c.body {
+                BodyMode::Json => "json",
+                BodyMode::Bytes => "bytes",
+                BodyMode::None => "none",
+            }
+        ),
+    ];
+    if c.numbers == Numbers::Decimal {
+        compares.push("numbers decimal".to_string());
+    }
+    if !c.headers.is_empty() {
+        let names: Vec<&str> = c.headers.iter().map(|h| h.as_str()).collect();
+        compares.push(format!("headers {}", names.join(", ")));
+    }
+    let list = |ps: &[crate::shadow::pointer::Pattern]| {
+        ps.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !c.ignore.is_empty() {
+        compares.push(format!("ignores {}", list(&c.ignore)));
+    }
+    if !c.unordered.is_empty() {
+        compares.push(format!("unordered {}", list(&c.unordered)));
+    }
+    let noise = if sh.noise > 0.0 {
+        format!(
+            "; {}% sent twice to the primary for noise",
+            sh.noise * 100.0
+        )
+    } else {
+        String::new()
+    };
+    format!("{copied}{noise}; compares {}", compares.join(", "))
+}
+
 fn describe_upstream(config: &Config, name: &str) -> String {
     match config.upstreams.get(name) {
         Some(u) => format!(
@@ -580,6 +656,30 @@ routes:
         let v4 = at("192.0.2.7");
         assert!(v4.iter().any(|l| l.contains("\"192.0.2.7\"")), "{v4:?}");
         assert_eq!(at("::ffff:192.0.2.7"), v4);
+    }
+
+    #[test]
+    fn a_shadowed_route_says_whether_this_request_is_copied_and_how_it_is_compared() {
+        let src = "upstreams:\n  new: { targets: [127.0.0.1:9] }\n  old: { targets: [127.0.0.1:10] }\nroutes:\n  - name: r\n    match: {}\n    upstream: old\n    shadow: { upstream: new, sample: 0.2, noise: 0.05, compare: { numbers: decimal, ignore: [/id, /items/*/at] } }\n";
+        let config = crate::config::load_str("gw.yaml", src).expect("valid");
+        let line = |method: &str| {
+            let (text, _) = explain_for(&config, method, "/x", &[], &User::default()).unwrap();
+            text.lines()
+                .find(|l| l.starts_with("shadow:"))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let get = line("GET");
+        assert!(get.starts_with("shadow:    new -> 127.0.0.1:9"), "{get}");
+        assert!(
+            get.contains("this GET is copied to 20% of requests; 5% sent twice to the primary for noise; compares status exact, body json, numbers decimal, ignores /id, /items/*/at"),
+            "{get}"
+        );
+        let post = line("POST");
+        assert!(
+            post.contains("POST is not copied: it copies GET, HEAD"),
+            "{post}"
+        );
     }
 
     fn cookies(pairs: &[(&str, &str)]) -> User {
