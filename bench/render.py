@@ -8,6 +8,7 @@ everything without starting any load. `harness.py` drives the processes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +33,8 @@ SMALL_BODY = (
     '{"id":42,"status":"shipped","customer":"user-000042",'
     '"total_cents":12999,"currency":"EUR","items":3}'
 )
+# How long the `slow` upstream of the gateway-shadow row waits before each answer (seconds).
+SLOW_ORIGIN_DELAY = 3.0
 # Tokens live a day: long enough for any run, regenerated when less than an hour is left.
 TOKEN_LIFETIME = 24 * 3600
 TOKEN_MIN_REMAINING = 3600
@@ -44,6 +47,7 @@ TEMPLATE_OF_ROW = {
     "haproxy-jwt": "haproxy-jwt.cfg",
     "gateway-plain": "gateway-plain.yaml",
     "gateway-policy": "gateway-policy.yaml",
+    "gateway-shadow": "gateway-shadow.yaml",
 }
 
 
@@ -191,6 +195,9 @@ class Ports:
     otlp_grpc: int
     otlp_http: int
     pingora_bare: int
+    gateway_shadow: int
+    gateway_shadow_admin: int
+    slow_origin: int  # the gateway-shadow row's `slow` upstream (bench/slow_origin.py)
 
     def of_row(self, row: str) -> int:
         return getattr(self, row.replace("-", "_"))
@@ -214,7 +221,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def allocate_ports() -> Ports:
-    return Ports(*free_ports(11))
+    return Ports(*free_ports(len(dataclasses.fields(Ports))))
 
 
 @dataclass
@@ -239,6 +246,9 @@ def template_values(work: Path, ports: Ports) -> dict[str, object]:
         "gateway_plain_admin_port": ports.gateway_plain_admin,
         "gateway_policy_port": ports.gateway_policy,
         "gateway_policy_admin_port": ports.gateway_policy_admin,
+        "gateway_shadow_port": ports.gateway_shadow,
+        "gateway_shadow_admin_port": ports.gateway_shadow_admin,
+        "slow_origin_port": ports.slow_origin,
         "otlp_grpc_port": ports.otlp_grpc,
         "small_body": SMALL_BODY,
         "issuer": ISSUER,

@@ -166,6 +166,9 @@ monolith :8000, notifications :8002, payments :8003. Walk through it (needs curl
   curl -s localhost:8080/api/orders/                 # 401 from the monolith: anonymous
   curl -s localhost:9901/admin/routes | jq '.routes[].name'
   curl -s localhost:9901/metrics | grep '^gateway_requests_total'
+  curl -s localhost:9901/admin/shadow | jq '.routes[] | {route, counts, parity}'
+                                                     # monolith users' payments GETs, also sent to the
+                                                     # payments service and compared (the shadow)
   target/debug/gateway explain --config config/gateway.yaml GET /api/payments/
 
   # the notifications service fails: the gateway falls back to the monolith

@@ -7,11 +7,15 @@
   does not; the real (debug) gateway, run on the policy row's config with a small Python origin
   serving the JWKS, admits them and refuses a missing or forged token;
 - ratios are computed within each round before the medians, and targets say PASS/MISS;
+- the gateway-shadow row's slow upstream (`slow_origin.py`) answers after its delay, keeps
+  connections alive and counts what it saw; the real gateway on that row's config answers the
+  client before the copy is answered, and counts the copy's verdict;
 - `instructions.py` counts a real gateway's instructions per request under callgrind.
 """
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import os
@@ -32,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 
 import harness  # noqa: E402
 import render  # noqa: E402
+import slow_origin  # noqa: E402
 
 POOL = 20
 
@@ -108,14 +113,14 @@ def test_single_thread_everywhere(prepared):
         assert "worker_processes 1;" in cfg[row].read_text()
     for row in ("haproxy", "haproxy-jwt"):
         assert "nbthread 1" in cfg[row].read_text()
-    for row in ("gateway-plain", "gateway-policy"):
+    for row in ("gateway-plain", "gateway-policy", "gateway-shadow"):
         assert "threads: 1" in cfg[row].read_text()
 
 
 def test_gateway_configs_pass_the_real_validator(prepared):
     binary = gateway_bin()
     assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
-    files = [str(prepared.configs["gateway-plain"]), str(prepared.configs["gateway-policy"])]
+    files = [str(prepared.configs[row]) for row in ("gateway-plain", "gateway-policy", "gateway-shadow")]
     out = subprocess.run([str(binary), "validate", *files], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     policy = prepared.configs["gateway-policy"].read_text()
@@ -125,6 +130,11 @@ def test_gateway_configs_pass_the_real_validator(prepared):
     assert "\nrate_limits:" in policy and "rate_limit: [per_user]" in policy
     assert "\nobservability:" in policy and "sample_ratio: 0.01" in policy
     assert f"http://127.0.0.1:{prepared.ports.otlp_grpc}" in policy
+    # The shadow row: the plain route plus a shadow to the slow upstream, as issue 19 states it.
+    shadow = prepared.configs["gateway-shadow"].read_text()
+    assert f"targets: [127.0.0.1:{prepared.ports.slow_origin}]" in shadow
+    assert "shadow: { upstream: slow, max_in_flight: 64, timeout: 5s }" in shadow
+    assert harness.SHADOW_MAX_IN_FLIGHT == 64
 
 
 def require(tool: str) -> None:
@@ -240,6 +250,139 @@ def test_a_run_with_error_answers_is_invalid():
                                  run(1, "c64", "haproxy-jwt", 10_000)])
     verdicts = {t["target"]: t["verdict"] for t in harness.evaluate(summary)}
     assert verdicts["policy path, reused token ≥ 3× HAProxy-JWT req/s (64 conns)"] == "INVALID"
+
+
+def test_the_shadow_row_is_judged_by_its_p99_over_the_plain_rows_in_the_same_round():
+    shadowed = {"copies": 120, "answered": 100, "peak_in_flight": 64,
+                "verdicts": {"match": 100}, "skipped": {"in_flight": 400_000}}
+    runs = [
+        run(1, "c64-shadow", "gateway-plain", 30_000, p99=2000),
+        run(1, "c64-shadow", "gateway-shadow", 29_000, p99=2100),   # 1.05
+        run(2, "c64-shadow", "gateway-plain", 20_000, p99=4000),
+        run(2, "c64-shadow", "gateway-shadow", 19_000, p99=4800),   # 1.20
+        run(3, "c64-shadow", "gateway-plain", 25_000, p99=3000),
+        run(3, "c64-shadow", "gateway-shadow", 24_000, p99=3150),   # 1.05
+    ]
+    for x in runs:
+        if x.row == "gateway-shadow":
+            x.shadow = dict(shadowed)
+    summary = harness.summarize(runs)
+    row = summary["c64-shadow"]["gateway-shadow"]
+    # The median of the per-round ratios, not 3100 / 3000.
+    assert row["p99_vs_plain"] == pytest.approx(1.05)
+    assert row["shadow"] == {"copies": 360, "peak_in_flight": 64, "verdicts": {"match": 300},
+                             "skipped": {"in_flight": 1_200_000}}
+    target = "slow shadow (3 s): client p99 ≤ 1.10× the plain route's (64 conns)"
+    assert {t["target"]: t["verdict"] for t in harness.evaluate(summary)}[target] == "PASS"
+    runs[1].p99_us = runs[5].p99_us = 3600  # rounds 1 and 3 at 1.8 and 1.2
+    assert {t["target"]: t["verdict"] for t in harness.evaluate(harness.summarize(runs))}[target] == "MISS"
+    # The RSS target stays about the plain and policy rows.
+    rss = next(t for t in harness.TARGETS if t.key == "peak_rss_mib")
+    assert rss.rows == ("gateway-plain", "gateway-policy")
+    md = harness.markdown(
+        {"started": "now", "rounds": 3, "duration_s": 10, "warmup_s": 2, "proxy_cpu": "0",
+         "load_cpu": "1", "token_bytes": 700, "pool_size": 10000, "cpus": 2, "cpu_model": "x",
+         "kernel": "k", "loadavg_start": 0.1, "noisy": None, "versions": {"nginx": "1"}},
+        summary, harness.evaluate(summary))
+    assert "| p99 ms | p99 × plain | CPU µs/req |" in md
+    assert "| gateway, plain route + a shadow answering in 3 s | 24,000 | – | – | 0.10 | 3.15 | 1.05 |" in md
+    assert "360 copies reached the slow upstream, at most 64 (max_in_flight 64) open at once" in md
+    assert "skipped: in_flight 1,200,000" in md
+
+
+def test_a_shadow_run_whose_copies_never_arrived_is_invalid():
+    x = run(1, "c64-shadow", "gateway-shadow", 30_000)
+    x.shadow = {"copies": 0, "answered": 0, "peak_in_flight": 0, "verdicts": {}, "skipped": {}}
+    assert not x.valid
+    x.shadow["copies"] = 1
+    assert x.valid
+
+
+def start_slow_origin(port: int, delay: float, log: Path) -> harness.Proc:
+    proc = harness.Proc("slow-origin", [sys.executable, str(BENCH / "slow_origin.py"),
+                                        "--listen", f"127.0.0.1:{port}", "--delay", str(delay)], log)
+    harness.wait_ready(port, slow_origin.STATS_PATH, {}, proc)
+    return proc
+
+
+def test_the_slow_origin_answers_after_its_delay_on_a_kept_alive_connection(tmp_path):
+    port = render.free_ports(1)[0]
+    proc = start_slow_origin(port, 0.5, tmp_path / "slow-origin.log")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for shadow in (True, False):
+            started = time.monotonic()
+            conn.request("GET", render.SMALL_PATH, headers={"X-Gateway-Shadow": "1"} if shadow else {})
+            resp = conn.getresponse()
+            assert (resp.status, resp.read().decode()) == (200, render.SMALL_BODY)
+            assert resp.getheader("connection") == "keep-alive"
+            assert time.monotonic() - started >= 0.5, "answered before its delay"
+        # Three requests at once: all three wait together.
+        threads = [threading.Thread(target=harness.http_get, args=(port, "/x")) for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while harness.slow_origin_stats(port)["in_flight"] < 3:
+            assert time.monotonic() < deadline, "three requests never waited at once"
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        # The stats request itself is not counted, and reading the stats starts a new peak.
+        stats = harness.slow_origin_stats(port)
+        assert stats == {"received": 5, "answered": 5, "shadow_copies": 1, "in_flight": 0, "peak_in_flight": 3}
+        assert harness.slow_origin_stats(port)["peak_in_flight"] == 0
+        conn.request("GET", "/x", headers={"Transfer-Encoding": "chunked"})
+        assert conn.getresponse().status == 501
+        conn.close()
+    finally:
+        proc.stop()
+    assert proc.p.returncode == 0, proc.log_tail()
+
+
+def test_the_real_gateway_answers_before_its_shadow_and_counts_the_copy(prepared, tmp_path):
+    """The shadow row's config end to end: the real (debug) gateway in front of the fake origin,
+    its shadow to a real slow origin (1 s here; 3 s in the benchmark). The harness's own preflight
+    passes (a copy arrives marked X-Gateway-Shadow, the client's answer did not wait for it), and
+    once the copy is answered the gateway counts its verdict: a match, the bodies being equal."""
+    binary = gateway_bin()
+    assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
+    slow = start_slow_origin(prepared.ports.slow_origin, 1.0, tmp_path / "slow-origin.log")
+    log = open(prepared.work / "logs" / "gateway-shadow.test.log", "wb")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs["gateway-shadow"])],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        admin = prepared.ports.gateway_shadow_admin
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (prepared.work / "logs" / "gateway-shadow.test.log").read_text()
+            try:
+                if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gateway not ready within 20s"
+            time.sleep(0.05)
+        before = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
+        note = harness.preflight_shadow(prepared)
+        assert "client does not wait" in note
+        deadline = time.monotonic() + 10
+        while harness.shadow_counts(admin)["requests"].get("match", 0) < 1:
+            assert time.monotonic() < deadline, f"no verdict counted: {harness.shadow_counts(admin)}"
+            time.sleep(0.05)
+        after = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
+        figures = harness.shadow_figures(before, after)
+        assert figures["copies"] == figures["answered"] == 1, figures
+        assert figures["verdicts"] == {"match": 1}, figures
+        assert figures["peak_in_flight"] == 1, figures
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        slow.stop()
 
 
 def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path):

@@ -5,8 +5,8 @@ on an ephemeral port with its own storage and the scrape config generated from
 config/prometheus.yml (1s scrapes and rule evaluations, targets on 127.0.0.1), scrapes a real
 gateway (JWT auth against the real auth-service, a 50/50 split between two `echo` origins and
 a cohort split at 50% between the same two, an unreachable upstream with a fallback, a role-protected route, rate limits in a real
-`redis-server`), the real auth-service and the extracted services while `generate_load` runs for
-LOAD_SECONDS. Then:
+`redis-server`, shadow copies from the monolith echo to the payments echo compared inline), the
+real auth-service and the extracted services while `generate_load` runs for LOAD_SECONDS. Then:
 
 - every target expression of every panel of grafana/dashboards/*.json, with the dashboard's
   variables resolved (each must resolve to values; "All" becomes `.*`) and `$__rate_interval`
@@ -230,11 +230,28 @@ routes:
     match: {{ path_prefix: /api/auth/ }}
     upstream: auth
     auth: none
-  - name: payments
+  - name: payments                       # as the stack's: copies whose primary is payments are skipped (same_upstream)
     match: {{ path_prefix: /api/payments/ }}
     split: [ {{ upstream: payments, weight: 50 }}, {{ upstream: monolith, weight: 50 }} ]
     auth: required
     rate_limit: [per_user]
+    shadow: {{ upstream: payments, compare: {{ ignore: [/server, /peer, /headers] }} }}
+  - name: shadowed                       # GETs copied to the payments echo: the echoes answer alike but for
+    match: {{ path_prefix: /api/shadowed/ }}  # `server` (ignored) and, with echo_body_bytes, x-echo-server
+    upstream: monolith
+    auth: none
+    shadow:
+      upstream: payments
+      timeout: 250ms                     # echo_delay_ms=400 makes the copy a shadow_error
+      compare: {{ headers: [x-echo-server], ignore: [/server, /peer, /headers] }}
+  - name: shadowed-noisy                 # every copied GET also sent to the primary again: the copy's
+    match: {{ path_prefix: /api/shadowed-noisy/ }}  # X-Gateway-Shadow differs there too, so it is noise
+    upstream: monolith
+    auth: none
+    shadow:
+      upstream: payments
+      noise: 1.0
+      compare: {{ ignore: [/server, /peer, /headers/traceparent] }}
   - name: invoices                       # half of the `early` cohort on the new side
     match: {{ path_prefix: /api/invoices/ }}
     split: {{ to: payments, percent: 50, cohort: early, rest: monolith }}
@@ -413,12 +430,69 @@ def once_rate_limit_store_outage(load: Load) -> None:
     stack.start_redis()
 
 
+def wait_shadow_counts(load: Load, before: dict[str, float], timeout: float = 10.0) -> None:
+    """Waits until every series of `before` has grown past its value there. A verdict is counted
+    once both answers are in, after the client has had its own; on a timeout the failure shows
+    GET /admin/shadow."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = {series: load.gateway_metric(series) for series in before}
+        stuck = [series for series in before if now[series] <= before[series]]
+        if not stuck:
+            return
+        if time.monotonic() > deadline:
+            view = load.http.get(load.stack.admin_url("/admin/shadow"), timeout=5).text
+            pytest.fail(f"after {timeout}s these did not grow: {stuck}\nGET /admin/shadow: {view[:3000]}")
+        time.sleep(0.05)
+
+
+def once_shadow_verdicts(load: Load) -> None:
+    """Every verdict and skip reason the panels show that the echoes can produce: on `shadowed`,
+    matches, mismatches (echo_body_bytes: identical bytes, but `x-echo-server` names each echo),
+    a copy past its 250ms deadline (shadow_error), a POST (skipped: method) and a 2 MiB answer
+    (skipped: response_too_large, over the default 1MiB max_response); on `shadowed-noisy`, noise
+    (learned from the second call to the primary); on the payments split, copies whose primary is
+    the payments echo (skipped: same_upstream)."""
+    def requests_series(route: str, result: str) -> str:
+        return f'gateway_shadow_requests_total{{result="{result}",route="{route}"}}'
+
+    def skipped_series(route: str, reason: str) -> str:
+        return f'gateway_shadow_skipped_total{{reason="{reason}",route="{route}"}}'
+
+    expected = [
+        requests_series("shadowed", "match"),
+        requests_series("shadowed", "mismatch"),
+        requests_series("shadowed", "shadow_error"),
+        requests_series("shadowed-noisy", "noise"),
+        skipped_series("shadowed", "method"),
+        skipped_series("shadowed", "response_too_large"),
+        skipped_series("payments", "same_upstream"),
+    ]
+    before = {series: load.gateway_metric(series) for series in expected}
+    for _ in range(3):
+        load.expect(load.get("/api/shadowed/match"), 200)
+        mismatch = load.get("/api/shadowed/mismatch", echo_body_bytes=16)
+        load.expect(mismatch, 200)
+        assert mismatch.headers["x-echo-server"] == "monolith", "the client gets the primary's answer"
+    load.expect(load.get("/api/shadowed/slow", echo_delay_ms=400), 200)
+    load.expect(load.http.post(load.stack.url("/api/shadowed/write"), json={"x": 1}, timeout=10), 200)
+    big = load.get("/api/shadowed/big", echo_body_bytes=2 * 1024 * 1024)
+    load.expect(big, 200)
+    assert len(big.content) == 2 * 1024 * 1024
+    for _ in range(10):  # the first verdicts may come before the noise is learned
+        load.expect(load.get("/api/shadowed-noisy/x"), 200)
+    for _ in range(20):  # each lands on the payments side with a probability of 1/2 (none: 1 in 10^6)
+        load.expect(load.get("/api/payments/", load.token()), 200)
+    wait_shadow_counts(load, before)
+
+
 ONCE_STEPS = [
     once_users,
     once_refresh_rotation_reuse_and_logout,
     once_throttled_logins,
     once_config_reloads,
     once_rate_limit_store_outage,
+    once_shadow_verdicts,
 ]
 
 
@@ -467,6 +541,12 @@ def step_latency_spread(load: Load) -> None:
     load.expect(load.get("/api/payments/slow", load.token(), echo_delay_ms=random.choice([0, 5, 20, 60])), 200)
 
 
+def step_shadowed(load: Load) -> None:
+    """A GET on each shadowed route: verdicts and both sides' durations all through the load."""
+    load.expect(load.get("/api/shadowed/x"), 200)
+    load.expect(load.get("/api/shadowed-noisy/x"), 200)
+
+
 def step_auth_rejections(load: Load) -> None:
     token = load.token()
     head, payload, signature = token.split(".")
@@ -498,6 +578,7 @@ REPEATED_STEPS = [
     step_dead_upstream,
     step_rate_limited,
     step_latency_spread,
+    step_shadowed,
     step_auth_rejections,
     step_auth_service,
     step_extracted_services_directly,

@@ -327,6 +327,82 @@ def test_raising_the_payments_percent_keeps_every_user_already_on_payments(stack
     assert {token: payments_side(stack, token) for token in before} == before
 
 
+def shadow_view(stack: Stack) -> dict:
+    """The payments route's entry of GET /admin/shadow."""
+    routes = requests.get(stack.admin("/admin/shadow"), timeout=10).json()["routes"]
+    found = [r for r in routes if r["route"] == "payments"]
+    assert len(found) == 1, routes
+    return found[0]
+
+
+def test_the_payments_shadow_compares_the_monolith_with_the_payments_service(stack):
+    """Issue 19 on the shipped config: a monolith user's payments GETs are also sent to the
+    payments service and compared. With no payments on either side the answers match; a payment
+    captured by the monolith (POSTs are never copied) is one the service does not have, so the
+    next GET is a mismatch at /0, recorded with the request id and the amount redacted, here
+    and in the gateway's log. A user already on payments is not copied (same_upstream)."""
+    users: dict[str, str] = {}
+    while set(users) != {"payments", "monolith"} and len(users) < 200:
+        token = register_and_login(stack, f"shadow-{uuid.uuid4().hex[:10]}@example.com")
+        users.setdefault(payments_side(stack, token), token)  # 0.9^200: never only one side
+    assert set(users) == {"payments", "monolith"}, users
+    token = users["monolith"]
+    view = shadow_view(stack)
+    assert view["upstream"] == "payments"
+    assert set(view["counts"]) == {"match", "mismatch", "noise", "shadow_error", "primary_error"}
+    before = view["counts"]
+
+    # Nothing paid yet: both answer [], three matches (and no mismatch from them).
+    for _ in range(3):
+        r = requests.get(stack.url("/api/payments/"), headers=bearer(token), timeout=10)
+        assert (r.status_code, r.json(), served_by(r)) == (200, [], "monolith")
+    wait_for("three payments GETs to match", lambda: shadow_view(stack)["counts"]["match"] >= before["match"] + 3, timeout=15)
+
+    # A payment captured by the monolith (not copied: a POST), then a GET the service disagrees on.
+    skipped = 'gateway_shadow_skipped_total{reason="method",route="payments"}'
+    skipped_before = gateway_metric(stack, skipped) or 0
+    order = requests.post(stack.url("/api/orders/"), headers=bearer(token),
+                          json={"items": [{"sku": "BOOK", "quantity": 1, "unit_price": "37.41"}]}, timeout=10)
+    assert order.status_code == 201, order.text
+    paid = requests.post(stack.url("/api/payments/"), headers=bearer(token),
+                         json={"order_id": order.json()["id"], "amount": "37.41"}, timeout=10)
+    assert (paid.status_code, served_by(paid)) == (201, "monolith"), paid.text
+    wait_for("the POST to be counted as not copied", lambda: (gateway_metric(stack, skipped) or 0) > skipped_before)
+    mismatches_before = shadow_view(stack)["counts"]["mismatch"]
+    rid = f"e2e-shadow-{uuid.uuid4().hex}"
+    r = requests.get(stack.url("/api/payments/"), headers={**bearer(token), "x-request-id": rid}, timeout=10)
+    assert r.status_code == 200 and [p["amount"] for p in r.json()] == ["37.41"], r.text
+
+    def recorded():
+        body = requests.get(stack.admin("/admin/shadow/payments/mismatches"), timeout=10)
+        assert body.status_code == 200, body.text
+        return next((m for m in body.json()["mismatches"] if m["request_id"] == rid), None)
+
+    record = wait_for("the mismatch of that GET in /admin/shadow/payments/mismatches", recorded, timeout=15)
+    assert (record["method"], record["path"]) == ("GET", "/api/payments/")
+    assert record["status"] == {"primary": 200, "candidate": 200}
+    [difference] = [d for d in record["differences"] if d["pointer"] == "/0"]
+    assert difference["primary"]["amount"] == "[redacted]", difference
+    assert difference.get("candidate") is None, difference
+    view = shadow_view(stack)
+    assert view["counts"]["mismatch"] > mismatches_before
+    assert any(p["pointer"] == "/*" for p in view["top_pointers"]), view["top_pointers"]
+    assert view["parity"]["trials"] == view["counts"]["match"] + view["counts"]["mismatch"]
+    amount = re.compile(r"(?<![0-9.])37\.41(?![0-9])")  # not a part of a duration such as 137.412
+    for where in ("/admin/shadow", "/admin/shadow/payments/mismatches"):
+        assert not amount.search(requests.get(stack.admin(where), timeout=10).text), where
+    assert not amount.search(stack.log("gateway"))
+
+    # The user on payments: the primary already is the shadow's upstream, nothing to copy.
+    same = 'gateway_shadow_skipped_total{reason="same_upstream",route="payments"}'
+    same_before = gateway_metric(stack, same) or 0
+    r = requests.get(stack.url("/api/payments/"), headers=bearer(users["payments"]), timeout=10)
+    assert (r.status_code, served_by(r)) == (200, "payments"), r.text
+    wait_for("a payments user's GET to be skipped as same_upstream", lambda: (gateway_metric(stack, same) or 0) > same_before)
+    # A route without a shadow has no mismatches to show.
+    assert requests.get(stack.admin("/admin/shadow/monolith/mismatches"), timeout=10).status_code == 404
+
+
 def test_notifications_down_falls_back_to_the_monolith_and_returns_when_restarted(stack):
     """The migration's promise: killing an extracted service under load costs its users nothing.
     About 100 GETs a second from four keep-alive clients; SIGKILL the notifications service mid-load:
