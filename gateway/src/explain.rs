@@ -496,20 +496,18 @@ fn describe_fallback(fb: &FallbackSpec) -> String {
     )
 }
 
-/// `this GET is copied to 20% (noise 2%); compares status exact, body json, numbers decimal,
-/// ignores /id` — or why this method is not copied.
+/// `this GET is copied for 20% of requests; 2% of copied reads also sent twice …; compares
+/// status exact, body json, numbers decimal, ignores /id` — or why this method is not copied.
 fn describe_shadow(sh: &ShadowSpec, method: &Method) -> String {
     use crate::shadow::compare::{BodyMode, Numbers, StatusMode};
     let methods: Vec<&str> = sh.methods.iter().map(Method::as_str).collect();
+    let percent = |share: f64| format!("{}%", (share * 10_000.0).round() / 100.0);
+    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let copied = if sh.methods.contains(method) {
         format!(
-            "this {method} is copied to {}% of requests{}",
-            sh.sample * 100.0,
-            if sh.dry_run {
-                ", writes as dry-run"
-            } else {
-                ""
-            }
+            "this {method} is copied for {} of requests{}",
+            percent(sh.sample),
+            if read { "" } else { " as a dry-run write" }
         )
     } else {
         format!("{method} is not copied: it copies {}", methods.join(", "))
@@ -551,10 +549,10 @@ fn describe_shadow(sh: &ShadowSpec, method: &Method) -> String {
     if !c.unordered.is_empty() {
         compares.push(format!("unordered {}", list(&c.unordered)));
     }
-    let noise = if sh.noise > 0.0 {
+    let noise = if sh.noise > 0.0 && read {
         format!(
-            "; {}% sent twice to the primary for noise",
-            sh.noise * 100.0
+            "; {} of copied reads also sent twice to the primary, to learn its noise",
+            percent(sh.noise)
         )
     } else {
         String::new()
@@ -660,7 +658,7 @@ routes:
 
     #[test]
     fn a_shadowed_route_says_whether_this_request_is_copied_and_how_it_is_compared() {
-        let src = "upstreams:\n  new: { targets: [127.0.0.1:9] }\n  old: { targets: [127.0.0.1:10] }\nroutes:\n  - name: r\n    match: {}\n    upstream: old\n    shadow: { upstream: new, sample: 0.2, noise: 0.05, compare: { numbers: decimal, ignore: [/id, /items/*/at] } }\n";
+        let src = "upstreams:\n  new: { targets: [127.0.0.1:9] }\n  old: { targets: [127.0.0.1:10] }\nroutes:\n  - name: r\n    match: {}\n    upstream: old\n    shadow: { upstream: new, sample: 0.2, noise: 0.07, compare: { numbers: decimal, ignore: [/id, /items/*/at] } }\n";
         let config = crate::config::load_str("gw.yaml", src).expect("valid");
         let line = |method: &str| {
             let (text, _) = explain_for(&config, method, "/x", &[], &User::default()).unwrap();
@@ -672,7 +670,7 @@ routes:
         let get = line("GET");
         assert!(get.starts_with("shadow:    new -> 127.0.0.1:9"), "{get}");
         assert!(
-            get.contains("this GET is copied to 20% of requests; 5% sent twice to the primary for noise; compares status exact, body json, numbers decimal, ignores /id, /items/*/at"),
+            get.contains("this GET is copied for 20% of requests; 7% of copied reads also sent twice to the primary, to learn its noise; compares status exact, body json, numbers decimal, ignores /id, /items/*/at"),
             "{get}"
         );
         let post = line("POST");

@@ -30,7 +30,7 @@ use crate::config::model::{
     CohortSplit, Effective, FallbackSpec, RouteSpec, RouteTarget, StickyKey,
 };
 use crate::failover::{self, Failure, Next, Side};
-use crate::mirror::copy::Copy;
+use crate::mirror::copy::{End, ShadowCopy};
 use crate::observability::access_log::Line;
 use crate::observability::{self, RequestTrace, ServerFacts};
 use crate::respond::{self, GatewayError};
@@ -99,7 +99,7 @@ pub struct RequestCtx {
     /// The server span and the current attempt's client span.
     trace: RequestTrace,
     /// The route's shadow copy of this request, when it is copied.
-    shadow: Option<Copy>,
+    shadow: Option<ShadowCopy>,
     _in_flight: InFlight,
 }
 
@@ -387,6 +387,9 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(copy) = &mut ctx.shadow {
+            copy.attempt();
+        }
         prepare_upstream_request(session, req, ctx)
     }
 
@@ -499,7 +502,13 @@ impl ProxyHttp for Proxy {
         // The end of a tunnel is how a tunnel ends, not an error of the request.
         let e = e.filter(|_| !is_tunnel(session, ctx));
         if let Some(copy) = ctx.shadow.take() {
-            copy.finish(e.is_none(), ctx.started.elapsed());
+            let end = match e {
+                _ if ctx.failover.answered_by_fallback().is_some() => End::Fallback,
+                None => End::Whole,
+                Some(e) if *e.esource() == ErrorSource::Downstream => End::ClientGone,
+                Some(_) => End::Failed,
+            };
+            copy.finish(end, ctx.started.elapsed());
         }
         ctx.trace.finish(status, e.map(|e| e.etype().as_str()));
         if let Some(log) = self.shared.telemetry.access_log()
@@ -686,7 +695,7 @@ impl Proxy {
             .path
             .as_deref()
             .unwrap_or(session.req_header().uri.path());
-        let mut copy = Copy::new(shadow, planned, primary, &prepared, path, &ctx.request_id);
+        let mut copy = ShadowCopy::new(shadow, planned, primary, &prepared, path, &ctx.request_id);
         if session.as_downstream_mut().is_body_empty() {
             copy.start(&ctx.trace);
         }

@@ -19,17 +19,21 @@
 //! 1. `request_filter`, after admission: [`RouteShadow::plan`] (the rules of
 //!    [`plan`](super::plan)) and a permit of the semaphore; the proxy prepares the head the
 //!    primary will get (path, `X-Forwarded-*`, `X-Request-ID`, identity headers) and makes a
-//!    [`Copy`]. A request without a body starts at once ([`Copy::start`]).
-//! 2. `request_body_filter`: [`Copy::tee`] keeps the body up to `max_body` and starts the copy
-//!    at its end.
-//! 3. `upstream_response_filter` / `upstream_response_body_filter`: [`Copy::primary_head`],
-//!    [`Copy::primary_body`] keep the primary's answer (each attempt's anew) up to
-//!    `max_response`.
-//! 4. `logging`: [`Copy::finish`] hands the primary's answer over (or says it failed).
+//!    [`ShadowCopy`]. A request without a body starts at once ([`ShadowCopy::start`]).
+//! 2. `request_body_filter`: [`ShadowCopy::tee`] keeps the body up to `max_body` and starts the
+//!    copy at its end. A retry or a fallback replays the body from pingora's buffer after a new
+//!    `upstream_request_filter`, where [`ShadowCopy::attempt`] starts the tee over.
+//! 3. `upstream_response_filter` / `upstream_response_body_filter`: [`ShadowCopy::primary_head`],
+//!    [`ShadowCopy::primary_body`] keep the primary's answer (each attempt's anew) up to
+//!    `max_response`; past it the copy's task is told at once and ends.
+//! 4. `logging`: [`ShadowCopy::finish`] hands the primary's answer over, or says how the
+//!    request ended ([`End`]).
 //! 5. The task: sends the copy (and, for the `noise` share, the request again to the primary),
 //!    waits for the primary's answer, compares ([`compare`](crate::shadow::compare)), classifies and
-//!    records ([`verdicts`](crate::shadow::verdicts)). The semaphore's permit is held until then, so
-//!    at most `max_in_flight` copies, and their answers, exist at once.
+//!    records ([`verdicts`](crate::shadow::verdicts)). The semaphore's permit is held until then
+//!    (the wait for the primary is bounded by [`PRIMARY_WAIT`]), so at most `max_in_flight`
+//!    copies, and their answers, exist at once. A large comparison runs on tokio's blocking
+//!    pool, never on the proxy's worker threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,22 +47,26 @@ use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
 use super::plan::{self, Capped, Facts, Plan, Skip};
-use crate::breaker::{Breaker, Outcome};
+use crate::breaker::{Breaker, Outcome, State};
 use crate::config::model::{RouteSpec, ShadowSpec};
 use crate::metrics::Metrics;
 use crate::observability::{RequestTrace, SideSpan};
 use crate::shadow::compare::{self, Answer, BodyMode};
-use crate::shadow::verdicts::{Exchange, Limits, RouteStats, Verdict};
+use crate::shadow::encoding::{self, DecodeError};
+use crate::shadow::verdicts::{Exchange, Limits, PRIMARY_WAIT, RouteStats, Verdict};
 use crate::upstream::Upstream;
 
 /// The header that marks a copy (`1`), a copied write under `writes: dry_run` (`dry-run`) and
 /// the second call to the primary (`noise`). Removed from every request a client sends.
 pub const HEADER: &str = "x-gateway-shadow";
+
+/// Answers larger than this together are compared on tokio's blocking pool.
+const INLINE_COMPARE_BYTES: usize = 64 * 1024;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -68,14 +76,81 @@ pub struct RouteShadow {
     pub spec: Arc<ShadowSpec>,
     /// Kept across a reload while the comparison and recording settings are unchanged.
     pub stats: Arc<RouteStats>,
-    /// `max_in_flight` permits (kept across a reload while it is unchanged).
-    permits: Arc<Semaphore>,
+    /// `max_in_flight` permits, kept across reloads (see [`InFlight`]).
+    in_flight: Arc<InFlight>,
     candidate: Arc<Upstream>,
     /// The copies' own breaker for each candidate target, in the same order.
     breakers: Vec<Arc<Breaker>>,
     next: AtomicUsize,
     client: HttpClient,
     metrics: Arc<Metrics>,
+}
+
+/// The in-flight permits of a route's copies. One semaphore lives as long as the route's name,
+/// so copies started before a reload count against the limit after it; a lower limit is
+/// reached by forgetting permits as they come back (the `debt`).
+#[derive(Debug)]
+struct InFlight {
+    permits: Arc<Semaphore>,
+    /// The configured limit.
+    limit: AtomicUsize,
+    /// Permits still to forget after the limit went down.
+    debt: AtomicUsize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> InFlight {
+        InFlight {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit: AtomicUsize::new(limit),
+            debt: AtomicUsize::new(0),
+        }
+    }
+
+    /// Moves the limit to `limit`; copies under way keep their permits.
+    fn resize(&self, limit: usize) {
+        let before = self.limit.swap(limit, Ordering::AcqRel);
+        if limit > before {
+            let mut more = limit - before;
+            // Pay off an earlier cut first.
+            while more > 0 {
+                let debt = self.debt.load(Ordering::Acquire);
+                if debt == 0 {
+                    break;
+                }
+                let paid = debt.min(more);
+                if self
+                    .debt
+                    .compare_exchange(debt, debt - paid, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    more -= paid;
+                }
+            }
+            self.permits.add_permits(more);
+        } else if limit < before {
+            let cut = before - limit;
+            let forgotten = self.permits.forget_permits(cut);
+            self.debt.fetch_add(cut - forgotten, Ordering::AcqRel);
+        }
+    }
+
+    fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let permit = self.permits.clone().try_acquire_owned().ok()?;
+            let debt = self.debt.load(Ordering::Acquire);
+            if debt == 0 {
+                return Some(permit);
+            }
+            if self
+                .debt
+                .compare_exchange(debt, debt - 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                permit.forget();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RouteShadow {
@@ -112,9 +187,12 @@ impl RouteShadow {
                 spec.redact.clone(),
             )),
         };
-        let permits = match previous {
-            Some(p) if p.spec.max_in_flight == spec.max_in_flight => p.permits.clone(),
-            _ => Arc::new(Semaphore::new(spec.max_in_flight)),
+        let in_flight = match previous {
+            Some(p) => {
+                p.in_flight.resize(spec.max_in_flight);
+                p.in_flight.clone()
+            }
+            None => Arc::new(InFlight::new(spec.max_in_flight)),
         };
         let breaker_config = candidate
             .spec
@@ -131,13 +209,24 @@ impl RouteShadow {
                     let b = p.breakers.get(i)?;
                     (*b.config() == breaker_config).then(|| b.clone())
                 });
-                kept.unwrap_or_else(|| Arc::new(Breaker::new(breaker_config.clone())))
+                kept.unwrap_or_else(|| {
+                    let (route, upstream, target) =
+                        (route.name.clone(), candidate.spec.name.clone(), t.name.clone());
+                    Arc::new(Breaker::with_observer(breaker_config.clone(), move |t| {
+                        if t.to == State::Open {
+                            tracing::warn!(route, upstream, target, "shadow copies' circuit breaker opened");
+                        } else {
+                            tracing::info!(route, upstream, target, to = %t.to, "shadow copies' circuit breaker");
+                        }
+                    }))
+                })
             })
             .collect();
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(candidate.spec.timeouts.connect.min(spec.timeout)));
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(spec.max_in_flight)
             .pool_idle_timeout(candidate.spec.timeouts.idle)
             .build(connector);
@@ -145,7 +234,7 @@ impl RouteShadow {
             route: route.name.clone(),
             spec,
             stats,
-            permits,
+            in_flight,
             candidate,
             breakers,
             next: AtomicUsize::new(0),
@@ -165,9 +254,9 @@ impl RouteShadow {
                 return None;
             }
         };
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Some((plan, permit)),
-            Err(_) => {
+        match self.in_flight.try_acquire() {
+            Some(permit) => Some((plan, permit)),
+            None => {
                 self.skipped(Skip::InFlight);
                 None
             }
@@ -196,7 +285,7 @@ impl RouteShadow {
     }
 
     /// A candidate target for a copy: healthy and its copies' breaker admitting, round robin.
-    fn pick(&self) -> Option<(SocketAddr, crate::breaker::Permit)> {
+    fn pick(&self) -> Option<Picked> {
         let n = self.candidate.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).find_map(|i| {
@@ -206,19 +295,59 @@ impl RouteShadow {
                 return None;
             }
             let permit = self.breakers.get(at)?.try_acquire().ok()?;
-            Some((target.addr, permit))
+            Some(Picked {
+                addr: target.addr,
+                index: at,
+                permit,
+            })
         })
+    }
+
+    /// How an answer of the candidate's target counts for the copies' breaker: by the
+    /// candidate's `circuit_breaker.failure_statuses` when it has a breaker, else 5xx.
+    fn outcome_of(&self, index: usize, status: u16) -> Outcome {
+        match (
+            &self.candidate.spec.circuit_breaker,
+            self.candidate.targets.get(index),
+        ) {
+            (Some(_), Some(t)) => t.outcome_of_status(status),
+            _ if status >= 500 => Outcome::Failure,
+            _ => Outcome::Success,
+        }
     }
 }
 
-/// The primary's answer as the proxy saw it, handed to the copy's task at the request's end.
-struct Primary {
-    /// Status and headers of the answer that reached the client, if an upstream gave one.
-    head: Option<(u16, HeaderMap)>,
-    body: Capped,
-    /// The answer arrived whole (no error ended the request).
-    complete: bool,
-    took: Duration,
+/// The candidate target a copy goes to.
+struct Picked {
+    addr: SocketAddr,
+    index: usize,
+    permit: crate::breaker::Permit,
+}
+
+/// How the client's request ended, as `logging` saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// No error: the primary's answer reached the client whole.
+    Whole,
+    /// The answer came from the route's fallback.
+    Fallback,
+    /// The gateway or the primary failed (the gateway's own error answer, a broken answer).
+    Failed,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// What the copy's task learns of the primary.
+enum Primary {
+    /// Its whole answer, decoded as sent (the body up to `max_response`).
+    Answer {
+        status: u16,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        took: Duration,
+    },
+    /// Nothing to compare (a skip or the primary's error).
+    Not(Result<Skip, ()>),
 }
 
 /// What one side's exchange came to.
@@ -233,7 +362,7 @@ enum Exchanged {
 }
 
 /// One copied request, from admission to the request's end (held in the request context).
-pub struct Copy {
+pub struct ShadowCopy {
     shadow: Arc<RouteShadow>,
     plan: Plan,
     /// The upstream the request went to (a noise call repeats it there).
@@ -252,16 +381,18 @@ struct Recorded {
 
 enum Stage {
     /// Waiting for the request body to end.
-    Pending {
-        head: Box<Head>,
-        body: Capped,
-        permit: OwnedSemaphorePermit,
-        facts: Recorded,
-    },
+    Pending(Box<Pending>),
     /// Sent; the task waits for the primary's answer.
     Started(oneshot::Sender<Primary>),
     /// Skipped or over.
     Done,
+}
+
+struct Pending {
+    head: Head,
+    body: Capped,
+    permit: OwnedSemaphorePermit,
+    facts: Recorded,
 }
 
 /// The request the copy repeats: the primary's, as the proxy prepared it.
@@ -271,7 +402,8 @@ struct Head {
     headers: HeaderMap,
 }
 
-/// Hop-by-hop fields and those the copy sets itself.
+/// Hop-by-hop fields and those the copy sets itself (fields a `Connection` header names are
+/// dropped too).
 const NOT_COPIED: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -285,7 +417,7 @@ const NOT_COPIED: [HeaderName; 10] = [
     HeaderName::from_static(crate::observability::TRACEPARENT),
 ];
 
-impl Copy {
+impl ShadowCopy {
     /// A planned copy of the request whose upstream head is `prepared` (what the primary gets).
     pub fn new(
         shadow: Arc<RouteShadow>,
@@ -294,49 +426,74 @@ impl Copy {
         prepared: &pingora_http::RequestHeader,
         path: &str,
         request_id: &str,
-    ) -> Copy {
+    ) -> ShadowCopy {
         let path_and_query = PathAndQuery::try_from(prepared.raw_path().to_vec())
             .ok()
             .or_else(|| prepared.uri.path_and_query().cloned())
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let nominated: Vec<HeaderName> = prepared
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
         let mut headers = HeaderMap::with_capacity(prepared.headers.len() + 2);
         for (name, value) in &prepared.headers {
-            if !NOT_COPIED.contains(name) && name.as_str() != HEADER {
+            if !NOT_COPIED.contains(name) && name.as_str() != HEADER && !nominated.contains(name) {
                 headers.append(name.clone(), value.clone());
             }
         }
-        let max_body = shadow.spec.max_body;
+        // An HTTP/2 client's `:authority` (pingora writes it as `Host` for the primary only
+        // later, in its own request-header step).
+        if !headers.contains_key(header::HOST)
+            && let Some(host) = prepared
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(header::HOST, host);
+        }
         let max_response = shadow.spec.max_response;
-        Copy {
+        ShadowCopy {
             plan,
             primary,
-            stage: Stage::Pending {
-                head: Box::new(Head {
+            stage: Stage::Pending(Box::new(Pending {
+                head: Head {
                     method: prepared.method.clone(),
                     path: path_and_query,
                     headers,
-                }),
-                body: Capped::new(max_body),
+                },
+                body: Capped::new(shadow.spec.max_body),
                 permit,
                 facts: Recorded {
                     request_id: request_id.to_string(),
                     method: prepared.method.clone(),
                     path: path.to_string(),
                 },
-            },
+            })),
             answer: None,
             answer_body: Capped::new(max_response),
             shadow,
         }
     }
 
+    /// A new attempt is about to send the request (pingora replays the body it kept to a
+    /// retry or the fallback): the tee starts over, so the copy gets the body once.
+    pub fn attempt(&mut self) {
+        if let Stage::Pending(p) = &mut self.stage {
+            p.body.clear();
+        }
+    }
+
     /// A chunk of the request body as it streams to the primary; the copy starts at its end.
     pub fn tee(&mut self, chunk: Option<&[u8]>, end: bool, trace: &RequestTrace) {
-        let Stage::Pending { body, .. } = &mut self.stage else {
+        let Stage::Pending(p) = &mut self.stage else {
             return;
         };
         if let Some(chunk) = chunk
-            && !body.push(chunk)
+            && !p.body.push(chunk)
         {
             self.stage = Stage::Done;
             self.shadow.skipped(Skip::BodyTooLarge);
@@ -349,24 +506,32 @@ impl Copy {
 
     /// Sends the copy (in a task of its own): the request is whole.
     pub fn start(&mut self, trace: &RequestTrace) {
-        let Stage::Pending {
+        if !matches!(self.stage, Stage::Pending(_)) {
+            return;
+        }
+        let Stage::Pending(pending) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        let Pending {
             head,
             body,
             permit,
             facts,
-        } = std::mem::replace(&mut self.stage, Stage::Done)
-        else {
-            return;
-        };
+        } = *pending;
         let shadow = self.shadow.clone();
-        let Some((addr, breaker)) = shadow.pick() else {
+        let Some(picked) = shadow.pick() else {
             shadow.skipped(Skip::Unavailable);
             return;
         };
         let body = Bytes::from(body.into_bytes());
         let tag = if self.plan.write { "dry-run" } else { "1" };
-        let span = trace.side_span(&head.method, &shadow.spec.upstream, addr, "candidate");
-        let candidate = request(&head, addr, tag, span.traceparent(), body.clone());
+        let span = trace.side_span(
+            &head.method,
+            &shadow.spec.upstream,
+            picked.addr,
+            "candidate",
+        );
+        let candidate = request(&head, picked.addr, tag, span.traceparent(), body.clone());
         let noise = self
             .plan
             .noise
@@ -385,7 +550,7 @@ impl Copy {
             facts,
             _permit: permit,
         };
-        tokio::spawn(task.run(candidate, (breaker, span), noise, rx));
+        tokio::spawn(task.run(candidate, (picked, span), noise, rx));
     }
 
     /// The primary's answer head arrived (a later attempt's replaces an earlier one's).
@@ -397,26 +562,49 @@ impl Copy {
         self.answer_body.clear();
     }
 
-    /// A chunk of the primary's answer body.
+    /// A chunk of the primary's answer body. Past `max_response` the copy's task is told at
+    /// once (it ends, and its permit with it).
     pub fn primary_body(&mut self, chunk: &[u8]) {
-        if self.answer.is_some() && !matches!(self.stage, Stage::Done) {
-            self.answer_body.push(chunk);
+        if self.answer.is_none() || matches!(self.stage, Stage::Done) {
+            return;
+        }
+        if !self.answer_body.push(chunk) {
+            self.answer = None;
+            self.hand_over(Primary::Not(Ok(Skip::ResponseTooLarge)));
         }
     }
 
-    /// The request is over: hands the primary's answer to the copy's task. `complete`: no
-    /// error ended the request; `took`: from its start.
-    pub fn finish(self, complete: bool, took: Duration) {
-        match self.stage {
-            Stage::Pending { .. } => self.shadow.skipped(Skip::RequestIncomplete),
+    /// The request is over: hands the primary's answer to the copy's task.
+    pub fn finish(mut self, end: End, took: Duration) {
+        let primary = match (end, self.answer.take()) {
+            (End::Whole, Some((status, headers))) => Primary::Answer {
+                status,
+                headers,
+                body: std::mem::take(&mut self.answer_body).into_bytes(),
+                took,
+            },
+            (End::Fallback, _) => Primary::Not(Ok(Skip::Fallback)),
+            (End::ClientGone, _) => Primary::Not(Ok(Skip::RequestIncomplete)),
+            (End::Whole | End::Failed, _) => Primary::Not(Err(())),
+        };
+        self.hand_over(primary);
+    }
+
+    /// Tells the copy's task (or, before it started, counts the outcome here).
+    fn hand_over(&mut self, primary: Primary) {
+        match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Started(tx) => {
-                let _ = tx.send(Primary {
-                    head: self.answer,
-                    body: self.answer_body,
-                    complete,
-                    took,
-                });
+                let _ = tx.send(primary);
             }
+            // The copy never left: its body never ended (the primary failed before reading it,
+            // or the client left), or the primary answered before reading it all.
+            Stage::Pending(_) => match primary {
+                Primary::Not(Err(())) => self
+                    .shadow
+                    .counted(self.shadow.stats.record_primary_error()),
+                Primary::Not(Ok(skip)) => self.shadow.skipped(skip),
+                Primary::Answer { .. } => self.shadow.skipped(Skip::RequestIncomplete),
+            },
             Stage::Done => {}
         }
     }
@@ -506,11 +694,11 @@ impl Task {
     async fn run(
         self,
         candidate: Option<Request<Full<Bytes>>>,
-        (breaker, span): (crate::breaker::Permit, SideSpan),
+        (picked, span): (Picked, SideSpan),
         noise: Option<(Option<Request<Full<Bytes>>>, SideSpan)>,
         primary: oneshot::Receiver<Primary>,
     ) {
-        let shadow = &self.shadow;
+        let shadow = self.shadow.clone();
         let spec = &shadow.spec;
         let started = Instant::now();
         let candidate_call = async {
@@ -518,68 +706,90 @@ impl Task {
             (answer, started.elapsed())
         };
         let noise_call = async {
-            match noise {
-                Some((req, span)) => {
-                    let answer =
-                        exchange(&shadow.client, req, spec.timeout, spec.max_response).await;
-                    finish_span(span, &answer);
-                    Some(answer)
-                }
-                None => None,
-            }
+            let (req, span) = noise?;
+            let answer = exchange(&shadow.client, req, spec.timeout, spec.max_response).await;
+            finish_span(span, &answer);
+            Some(answer)
         };
         let ((answer, took), noise) = tokio::join!(candidate_call, noise_call);
-        breaker.record(match &answer {
-            Exchanged::Answer { status, .. } if *status >= 500 => Outcome::Failure,
-            Exchanged::Failed(_) => Outcome::Failure,
-            _ => Outcome::Success,
-        });
+        match &answer {
+            Exchanged::Answer { status, .. } => {
+                picked
+                    .permit
+                    .record(shadow.outcome_of(picked.index, *status));
+            }
+            Exchanged::TooLarge => {
+                picked.permit.record(Outcome::Success);
+            }
+            // The gateway could not build the request: not the target's failure.
+            Exchanged::Failed("bad_request") => drop(picked.permit),
+            Exchanged::Failed(_) => {
+                picked.permit.record(Outcome::Failure);
+            }
+        }
         finish_span(span, &answer);
         if !matches!(answer, Exchanged::Failed(_)) {
             shadow.observe("shadow", took);
         }
-        let primary = primary.await.ok();
-        let verdict = self.judge(answer, noise, primary);
-        if let Some(verdict) = verdict {
-            shadow.counted(verdict);
+        let primary = match tokio::time::timeout(PRIMARY_WAIT, primary).await {
+            Ok(Ok(primary)) => primary,
+            // The request context went without a word: its request failed.
+            Ok(Err(_)) => Primary::Not(Err(())),
+            Err(_) => Primary::Not(Ok(Skip::PrimaryTooSlow)),
+        };
+        let large = match (&primary, &answer) {
+            (Primary::Answer { body, .. }, Exchanged::Answer { body: c, .. }) => {
+                body.len() + c.len() > INLINE_COMPARE_BYTES
+            }
+            _ => false,
+        };
+        let outcome = if large {
+            tokio::task::spawn_blocking(move || self.judge(answer, noise, primary))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            self.judge(answer, noise, primary)
+        };
+        match outcome {
+            Some(Ok(verdict)) => shadow.counted(verdict),
+            Some(Err(skip)) => shadow.skipped(skip),
+            None => {}
         }
     }
 
-    /// The verdict (`None`: not compared, a skip already counted).
+    /// The verdict, or why there is none.
     fn judge(
         &self,
         candidate: Exchanged,
         noise: Option<Exchanged>,
-        primary: Option<Primary>,
-    ) -> Option<Verdict> {
+        primary: Primary,
+    ) -> Option<Result<Verdict, Skip>> {
         let shadow = &self.shadow;
         let stats = &shadow.stats;
-        let primary = match primary {
-            Some(p) if p.complete && p.head.is_some() => p,
-            _ => return Some(stats.record_primary_error()),
+        let spec = &shadow.spec;
+        let (status, headers, primary_body, took) = match primary {
+            Primary::Answer {
+                status,
+                headers,
+                body,
+                took,
+            } => (status, headers, body, took),
+            Primary::Not(Ok(skip)) => return Some(Err(skip)),
+            Primary::Not(Err(())) => return Some(Ok(stats.record_primary_error())),
         };
-        shadow.observe("primary", primary.took);
-        if primary.body.is_over() {
-            shadow.skipped(Skip::ResponseTooLarge);
-            return None;
+        shadow.observe("primary", took);
+        if status >= 500 {
+            // The primary failed: a candidate that answers is not wrong for differing.
+            return Some(Ok(stats.record_primary_error()));
         }
-        let (status, headers) = primary.head?;
-        let primary_body = primary.body.into_bytes();
-        let primary_answer = Answer {
-            status,
-            headers: &headers,
-            body: &primary_body,
-        };
         let (c_status, c_headers, c_body) = match candidate {
             Exchanged::Answer {
                 status,
                 headers,
                 body,
             } => (status, headers, body),
-            Exchanged::TooLarge => {
-                shadow.skipped(Skip::ResponseTooLarge);
-                return None;
-            }
+            Exchanged::TooLarge => return Some(Err(Skip::ResponseTooLarge)),
             Exchanged::Failed(why) => {
                 tracing::debug!(
                     route = %shadow.route,
@@ -587,20 +797,47 @@ impl Task {
                     error = why,
                     "shadow copy failed"
                 );
-                return Some(stats.record_shadow_error());
+                return Some(Ok(stats.record_shadow_error()));
             }
         };
-        let compare_spec = &shadow.spec.compare;
-        if let Some(Exchanged::Answer {
+        let limit = usize::try_from(spec.max_response).unwrap_or(usize::MAX);
+        let decoded = |h: &HeaderMap, b: &[u8]| {
+            encoding::decode(h, b, limit)
+                .map(|b| b.into_owned())
+                .map_err(|e| match e {
+                    DecodeError::TooLarge => Skip::ResponseTooLarge,
+                    DecodeError::Undecodable => Skip::Encoding,
+                })
+        };
+        let primary_body = match decoded(&headers, &primary_body) {
+            Ok(b) => b,
+            Err(skip) => return Some(Err(skip)),
+        };
+        let c_body = match decoded(&c_headers, &c_body) {
+            Ok(b) => b,
+            Err(skip) => return Some(Err(skip)),
+        };
+        let primary_answer = Answer {
             status,
-            headers,
-            body,
+            headers: &headers,
+            body: &primary_body,
+        };
+        let compare_spec = &spec.compare;
+        // Noise is learned only from a second answer of the same kind: a primary that failed
+        // or changed its status or type the second time teaches nothing about its fields.
+        if let Some(Exchanged::Answer {
+            status: n_status,
+            headers: n_headers,
+            body: n_body,
         }) = &noise
+            && *n_status == status
+            && n_headers.get(header::CONTENT_TYPE) == headers.get(header::CONTENT_TYPE)
+            && let Ok(n_body) = decoded(n_headers, n_body)
         {
             let again = Answer {
-                status: *status,
-                headers,
-                body,
+                status: *n_status,
+                headers: n_headers,
+                body: &n_body,
             };
             let noisy = compare::compare(compare_spec, &primary_answer, &again);
             stats.learn_noise(noisy.entries());
@@ -611,10 +848,11 @@ impl Task {
             body: &c_body,
         };
         let differences = compare::compare(compare_spec, &primary_answer, &candidate_answer);
+        // Values are parsed only for a mismatch that may be recorded.
+        let recorded =
+            !differences.is_empty() && spec.mismatches > 0 && compare_spec.body == BodyMode::Json;
         let json = |b: &[u8]| -> Option<serde_json::Value> {
-            (!differences.is_empty() && compare_spec.body == BodyMode::Json)
-                .then(|| serde_json::from_slice(b).ok())
-                .flatten()
+            recorded.then(|| serde_json::from_slice(b).ok()).flatten()
         };
         let (p_doc, c_doc) = (json(&primary_body), json(&c_body));
         let exchange = Exchange {
@@ -627,7 +865,7 @@ impl Task {
             primary: p_doc.as_ref(),
             candidate: c_doc.as_ref(),
         };
-        Some(stats.record_comparison(&exchange, differences.entries()))
+        Some(Ok(stats.record_comparison(&exchange, differences.entries())))
     }
 }
 
@@ -636,5 +874,35 @@ fn finish_span(span: SideSpan, answer: &Exchanged) {
         Exchanged::Answer { status, .. } => span.finish(Some(*status), None),
         Exchanged::TooLarge => span.finish(None, None),
         Exchanged::Failed(why) => span.finish(None, Some(why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lower_limit_is_reached_as_copies_end_and_a_higher_one_at_once() {
+        let f = InFlight::new(3);
+        let held: Vec<_> = (0..3).map(|_| f.try_acquire().unwrap()).collect();
+        assert!(f.try_acquire().is_none());
+        f.resize(1);
+        drop(held);
+        // Two of the three returned permits are forgotten: one copy at a time now.
+        let one = f.try_acquire().expect("one permit");
+        assert!(f.try_acquire().is_none());
+        drop(one);
+        f.resize(2);
+        let a = f.try_acquire().unwrap();
+        let b = f.try_acquire().unwrap();
+        assert!(f.try_acquire().is_none());
+        // Cut while both are held (nothing to forget yet: a debt), then raised before they
+        // come back: the raise pays the debt, and the limit is 3, not 5.
+        f.resize(0);
+        f.resize(3);
+        drop((a, b));
+        let all: Vec<_> = (0..3).map(|_| f.try_acquire().unwrap()).collect();
+        assert!(f.try_acquire().is_none());
+        drop(all);
     }
 }

@@ -155,15 +155,25 @@ pub enum Skip {
     InFlight,
     /// The candidate has no target that can take a copy (unhealthy or its shadow breaker open).
     Unavailable,
-    /// An answer (either side) was larger than `max_response`.
+    /// An answer (either side) was larger than `max_response`, encoded or decoded.
     ResponseTooLarge,
-    /// The client's request ended before its body did: there was nothing whole to copy.
+    /// An answer's `Content-Encoding` is unknown, or its bytes are not what it says.
+    Encoding,
+    /// The client's request ended before its body or its answer did (it went away).
     RequestIncomplete,
+    /// The client's answer came from the route's fallback: nothing of the primary's to compare.
+    Fallback,
+    /// The primary's answer was not whole [`PRIMARY_WAIT`] after the copy's.
+    PrimaryTooSlow,
 }
+
+/// How long a copy's comparison waits for the primary's whole answer after its own arrived: a
+/// long poll or an event stream must not hold a copy's in-flight permit for its whole life.
+pub const PRIMARY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Skip {
     /// Every reason, in label order (to set up the metric's series at once).
-    pub const ALL: [Skip; 8] = [
+    pub const ALL: [Skip; 11] = [
         Skip::Method,
         Skip::Upgrade,
         Skip::SameUpstream,
@@ -171,7 +181,10 @@ impl Skip {
         Skip::InFlight,
         Skip::Unavailable,
         Skip::ResponseTooLarge,
+        Skip::Encoding,
         Skip::RequestIncomplete,
+        Skip::Fallback,
+        Skip::PrimaryTooSlow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -183,7 +196,10 @@ impl Skip {
             Skip::InFlight => "in_flight",
             Skip::Unavailable => "unavailable",
             Skip::ResponseTooLarge => "response_too_large",
+            Skip::Encoding => "encoding",
             Skip::RequestIncomplete => "request_incomplete",
+            Skip::Fallback => "fallback",
+            Skip::PrimaryTooSlow => "primary_too_slow",
         }
     }
 }
