@@ -880,6 +880,83 @@ fn finish_span(span: SideSpan, answer: &Exchanged) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_str;
+
+    /// A candidate that sends each request body it gets down a channel and answers `{}`.
+    async fn candidate() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback(move |body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                ([(header::CONTENT_TYPE, "application/json")], "{}")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, rx)
+    }
+
+    /// A route `r` on `mono` shadowed to `cand` at `addr`, writes copied as dry runs.
+    fn shadow_at(addr: SocketAddr) -> (Arc<RouteShadow>, Arc<Upstream>) {
+        let src = format!(
+            "upstreams:\n  mono: {{ targets: [\"127.0.0.1:9\"] }}\n  cand: {{ targets: [\"{addr}\"] }}\nroutes:\n  - name: r\n    match: {{}}\n    upstream: mono\n    shadow: {{ upstream: cand, methods: [PUT], writes: dry_run }}\n"
+        );
+        let config = load_str("gw.yaml", &src).expect("valid");
+        let metrics = Arc::new(Metrics::new());
+        let up = |name: &str| {
+            let spec = config.upstreams[name].clone();
+            Arc::new(Upstream::build(spec, None, &config.addresses, &metrics).unwrap())
+        };
+        let route = &config.routes[0];
+        let spec = route.shadow.clone().unwrap();
+        let shadow = RouteShadow::build(route, spec, up("cand"), None, &metrics);
+        (Arc::new(shadow), up("mono"))
+    }
+
+    #[tokio::test]
+    async fn a_body_replayed_to_a_second_attempt_is_copied_once() {
+        let (addr, mut bodies) = candidate().await;
+        let (shadow, mono) = shadow_at(addr);
+        let facts = Facts {
+            method: &Method::PUT,
+            upgrade: false,
+            primary: "mono",
+            content_length: Some(6),
+            draws: (0.0, 1.0),
+        };
+        let planned = shadow.plan(&facts).expect("copied");
+        let mut head = pingora_http::RequestHeader::build("PUT", b"/r/1", None).unwrap();
+        head.insert_header("content-type", "application/json")
+            .unwrap();
+        let trace = RequestTrace::default();
+        let mut copy = ShadowCopy::new(shadow.clone(), planned, mono, &head, "/r/1", "rid");
+        copy.attempt();
+        copy.tee(Some(b"{\"a\""), false, &trace);
+        // The first attempt failed after reading half the body; pingora replays it all.
+        copy.attempt();
+        copy.tee(Some(b"{\"a\""), false, &trace);
+        copy.tee(Some(b":1}"), true, &trace);
+        let got = tokio::time::timeout(Duration::from_secs(10), bodies.recv())
+            .await
+            .expect("the candidate got the copy")
+            .unwrap();
+        assert_eq!(&got[..], br#"{"a":1}"#);
+        let mut json = HeaderMap::new();
+        json.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        copy.primary_head(200, &json);
+        copy.primary_body(b"{}");
+        copy.finish(End::Whole, Duration::from_millis(1));
+        testkit::wait::eventually("a match", Duration::from_secs(10), || async {
+            let c = shadow.stats.counts();
+            if c.matched == 1 { Ok(()) } else { Err(c) }
+        })
+        .await;
+    }
 
     #[tokio::test]
     async fn a_lower_limit_is_reached_as_copies_end_and_a_higher_one_at_once() {
