@@ -69,7 +69,7 @@ routes:
             "{file}:17:12: routes[2].split: the weights sum to 0: at least one side needs a weight above 0"
         ),
         format!(
-            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`, `fallback`, `timeouts`, `rate_limit`"
+            "{file}:21:5: routes[3].typo_key: unknown field `typo_key`, expected one of `name`, `match`, `upstream`, `split`, `sticky_by`, `strip_prefix`, `prefix_rewrite`, `auth`, `fallback`, `timeouts`, `rate_limit`, `shadow`"
         ),
         format!(
             "{file}:25:19: routes[4].strip_prefix: invalid type: string \"yes\", expected a boolean"

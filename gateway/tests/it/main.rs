@@ -18,6 +18,7 @@ mod ratelimit;
 mod reload;
 mod resilience;
 mod routing;
+mod shadow;
 mod streaming;
 mod tls;
 mod upgrade;

@@ -1044,3 +1044,199 @@ async fn serve_ws_conn(
         }
     }
 }
+
+/// One request a [`Scripted`] origin received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Seen {
+    /// The (first) value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What a [`Scripted`] origin answers.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Sent in one piece with a `Content-Length`, or (`chunked`) in 16 KiB pieces without one.
+    pub body: Vec<u8>,
+    pub chunked: bool,
+}
+
+impl Canned {
+    /// `200`, `content-type: application/json`, the JSON text of `v`.
+    pub fn json(v: &serde_json::Value) -> Canned {
+        Canned {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(v).unwrap(),
+            chunked: false,
+        }
+    }
+}
+
+type Script = dyn Fn(&Seen) -> Canned + Send + Sync;
+
+/// An in-process HTTP/1.1 origin (axum) whose answers the test scripts (a function of the
+/// request), recording every request it gets with its headers and body, and how many it was
+/// answering at once. Optionally gated: requests are held (received, counted as in flight,
+/// unanswered) until the test opens the gate, so a test can hold a copy under way as long as
+/// it needs without a timed sleep.
+pub struct Scripted {
+    pub port: u16,
+    state: std::sync::Arc<ScriptedState>,
+    gate: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ScriptedState {
+    script: Box<Script>,
+    seen: std::sync::Mutex<Vec<Seen>>,
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    answered: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request out of [`ScriptedState::now`] however its handler ends (answered, or
+/// dropped because the peer went away).
+struct InFlightGuard(std::sync::Arc<ScriptedState>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Scripted {
+    /// Answers each request with `script(request)` at once.
+    pub async fn start(script: impl Fn(&Seen) -> Canned + Send + Sync + 'static) -> Scripted {
+        Self::start_gated(true, script).await
+    }
+
+    /// Same, the gate starting `open` or closed (see [`Scripted::open`]).
+    pub async fn start_gated(
+        open: bool,
+        script: impl Fn(&Seen) -> Canned + Send + Sync + 'static,
+    ) -> Scripted {
+        use std::sync::atomic::Ordering::SeqCst;
+        let state = std::sync::Arc::new(ScriptedState {
+            script: Box::new(script),
+            seen: Default::default(),
+            now: 0.into(),
+            max: 0.into(),
+            answered: 0.into(),
+        });
+        let (gate, gate_rx) = tokio::sync::watch::channel(open);
+        let st = state.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (st, mut gate_rx) = (st.clone(), gate_rx.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let seen = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().map(str::to_string),
+                    headers: parts.headers,
+                    body,
+                };
+                let now = st.now.fetch_add(1, SeqCst) + 1;
+                st.max.fetch_max(now, SeqCst);
+                let _guard = InFlightGuard(st.clone());
+                st.seen.lock().unwrap().push(seen.clone());
+                let _ = gate_rx.wait_for(|open| *open).await;
+                let canned = (st.script)(&seen);
+                st.answered.fetch_add(1, SeqCst);
+                let mut resp = http::Response::builder().status(canned.status);
+                for (k, v) in &canned.headers {
+                    resp = resp.header(k.as_str(), v.as_str());
+                }
+                let body = if canned.chunked {
+                    let pieces: Vec<Result<bytes::Bytes, std::convert::Infallible>> = canned
+                        .body
+                        .chunks(16 * 1024)
+                        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                        .collect();
+                    axum::body::Body::from_stream(futures_util::stream::iter(pieces))
+                } else {
+                    axum::body::Body::from(canned.body)
+                };
+                resp.body(body).unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Scripted {
+            port,
+            state,
+            gate,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Lets every held request (and every later one) be answered.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Every request received so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Requests being handled right now (received, not yet answered or dropped).
+    pub fn in_flight(&self) -> usize {
+        self.state.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most requests it was handling at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
+    pub fn answered(&self) -> usize {
+        self.state
+            .answered
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Gateway {
+    /// A `kB` field of the gateway's `/proc/PID/status` (`VmRSS`: resident now; `VmHWM`: the
+    /// most it has been resident), in bytes.
+    pub fn proc_status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status:\n{status}"));
+        kib * 1024
+    }
+}
