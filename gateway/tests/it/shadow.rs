@@ -1149,6 +1149,68 @@ async fn an_answer_over_max_response_is_not_compared_and_a_failed_primary_is_a_p
     );
 }
 
+/// The primary's own failures, and answers its fallback gave, are never counted against the
+/// candidate; a primary that compresses is compared by what it compressed.
+#[tokio::test]
+async fn compression_is_undone_and_the_primarys_failures_and_fallback_are_not_blamed_on_the_candidate()
+ {
+    use std::io::Write;
+    let primary = Scripted::start(|s| match s.path.as_str() {
+        p if p.ends_with("/gz") => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(br#"{"a":1,"b":[1,2]}"#).unwrap();
+            let mut c = Canned::json(&json!(null));
+            c.body = e.finish().unwrap();
+            c.headers.push(("content-encoding".into(), "gzip".into()));
+            c
+        }
+        p if p.ends_with("/fail") => Canned {
+            status: 503,
+            ..Canned::json(&json!({ "error": "overloaded" }))
+        },
+        _ => Canned::json(&json!({ "a": 1 })),
+    })
+    .await;
+    let candidate = Scripted::start(|s| match s.path.as_str() {
+        p if p.ends_with("/gz") => Canned::json(&json!({ "a": 1, "b": [1, 2] })),
+        _ => Canned::json(&json!({ "a": 2 })),
+    })
+    .await;
+    let nobody = format!("127.0.0.1:{}", testkit::free_port());
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  p: {{ targets: [{}] }}\n  c: {{ targets: [{}] }}\n  nobody: {{ targets: [{nobody}] }}\nroutes:\n  - name: r\n    match: {{ path_prefix: /r/ }}\n    upstream: p\n    shadow: {{ upstream: c }}\n  - name: fb\n    match: {{ path_prefix: /fb/ }}\n    upstream: nobody\n    fallback: p\n    shadow: {{ upstream: c }}\n",
+        primary.addr(),
+        candidate.addr()
+    ))
+    .await;
+
+    let (status, body) = get(&gw, "/r/gz", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        &body[..2],
+        b"\x1f\x8b",
+        "the client gets the primary's gzip bytes"
+    );
+    wait_judged(&gw, "r", 1.0).await;
+    assert_eq!(gw.metric(&verdict("r", "match")).await, Some(1.0));
+
+    // A primary 503: the candidate's 200 is not a mismatch.
+    assert_eq!(get(&gw, "/r/fail", &[]).await.0, 503);
+    wait_judged(&gw, "r", 2.0).await;
+    assert_eq!(gw.metric(&verdict("r", "primary_error")).await, Some(1.0));
+    assert_eq!(gw.metric(&verdict("r", "mismatch")).await, Some(0.0));
+
+    // The route's own upstream is down and the fallback answers: nothing of the primary's.
+    let (status, _) = get(&gw, "/fb/x", &[]).await;
+    assert_eq!(status, 200);
+    eventually("the fallback's answer to be skipped", WAIT, || async {
+        let n = gw.metric(&skipped("fb", "fallback")).await;
+        if n == Some(1.0) { Ok(()) } else { Err(n) }
+    })
+    .await;
+    assert_eq!(gw.metric_sum(REQUESTS, &[("route", "fb")]).await, 0.0);
+}
+
 // ---- 10. admin 404 and validate ----------------------------------------------------------------
 
 #[tokio::test]
