@@ -46,7 +46,6 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
 static TRACEPARENT: HeaderName = HeaderName::from_static(observability::TRACEPARENT);
 static TRACESTATE: HeaderName = HeaderName::from_static(observability::TRACESTATE);
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-static X_GATEWAY_SHADOW: HeaderName = HeaderName::from_static(mirror::copy::HEADER);
 // The spellings written on the wire. pingora keeps each header's case; inserting by a `&'static
 // str` name costs no allocation for it (a `HeaderName` would be copied and title-cased).
 const XFF_WIRE: &str = "X-Forwarded-For";
@@ -665,10 +664,15 @@ impl Proxy {
     /// Plans the route's shadow copy of an admitted request, and starts it at once when the
     /// request has no body (see [`mirror::copy`]). Nothing here can fail the request.
     fn begin_shadow(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        let Some(route) = ctx.route.clone() else {
+        let Some(index) = ctx
+            .route
+            .as_ref()
+            .filter(|r| r.shadow.is_some())
+            .map(|r| r.index)
+        else {
             return;
         };
-        let Some(shadow) = ctx.rt.shadow(route.index).cloned() else {
+        let (Some(route), Some(shadow)) = (ctx.route.clone(), ctx.rt.shadow(index).cloned()) else {
             return;
         };
         let Ok(primary) = self.primary(session, ctx, &route) else {
@@ -874,8 +878,8 @@ impl Proxy {
 
 /// What every attempt's upstream request carries, and a shadow copy too: the rewritten path,
 /// `X-Forwarded-*`, `X-Request-ID`, the trace context, the verified identity headers (a
-/// client's own stripped) and the `Authorization` the route forwards. A client's
-/// `X-Gateway-Shadow` is removed: only the gateway marks copies.
+/// client's own stripped, and its `X-Gateway-Shadow`, in any spelling: only the gateway marks
+/// copies) and the `Authorization` the route forwards.
 ///
 /// Not `take()`: pingora calls `upstream_request_filter` again for each retry of the request,
 /// and every attempt must carry the same rewritten path and credentials.
@@ -890,7 +894,6 @@ fn prepare_upstream_request(
     set_forwarded_headers(session, req, ctx)?;
     req.insert_header(REQUEST_ID_WIRE, ctx.request_id.as_str())?;
     set_trace_headers(req, &ctx.trace)?;
-    remove_if_present(req, &X_GATEWAY_SHADOW);
     auth::identity::strip(req, &ctx.rt.identity_headers);
     if let Some(v) = &ctx.identity {
         for (name, value) in &v.headers {

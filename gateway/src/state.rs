@@ -33,7 +33,9 @@ pub struct Runtime {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub cert: Option<Arc<CertifiedKey>>,
     pub auth: Option<Authenticator>,
-    /// `claims_to_headers` names, normalised: stripped from every client request.
+    /// The headers only the gateway sets, normalised (`_` read as `-`, as Django and others
+    /// read them): the `claims_to_headers` names and the shadow's `X-Gateway-Shadow`. Stripped
+    /// from every client request.
     pub identity_headers: Vec<String>,
     /// The `rate_limits:` policies; unchanged ones keep their buckets across reloads.
     pub limits: Option<Limiter>,
@@ -101,6 +103,7 @@ impl Runtime {
                     .iter()
                     .map(|(_, h)| identity::normalized(h.as_str()))
             })
+            .chain([crate::mirror::copy::HEADER.to_string()])
             .collect();
         // The previous config's budgets by route name, looked up once per route.
         let before: HashMap<&str, &Arc<RetryBudget>> = previous

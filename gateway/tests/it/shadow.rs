@@ -609,6 +609,8 @@ async fn copies_carry_request_id_identity_and_trace_and_writes_need_dry_run() {
         .get(gw.url("/plain/x"))
         .header("x-request-id", "rid-plain")
         .header("x-gateway-shadow", "dry-run")
+        // Django (and others) read `X_Gateway_Shadow` as the same header.
+        .header("x_gateway_shadow", "dry-run")
         .send()
         .await
         .unwrap();
@@ -629,6 +631,7 @@ async fn copies_carry_request_id_identity_and_trace_and_writes_need_dry_run() {
     // The primary never sees the mark, whatever the client sent.
     for s in &at_primary {
         assert_eq!(s.header("x-gateway-shadow"), None, "{s:#?}");
+        assert_eq!(s.header("x_gateway_shadow"), None, "{s:#?}");
     }
     // The candidate got the three copies of the `rw` route, nothing of `ro` or `plain`.
     let copied: Vec<(&str, &str)> = at_candidate
