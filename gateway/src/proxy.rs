@@ -98,7 +98,8 @@ pub struct RequestCtx {
     /// The server span and the current attempt's client span.
     trace: RequestTrace,
     /// The route's shadow copy of this request, when it is copied.
-    shadow: Option<ShadowCopy>,
+    /// Boxed: most requests have none, and the context is moved around whole.
+    shadow: Option<Box<ShadowCopy>>,
     _in_flight: InFlight,
 }
 
@@ -703,7 +704,7 @@ impl Proxy {
         if session.as_downstream_mut().is_body_empty() {
             copy.start(&ctx.trace);
         }
-        ctx.shadow = Some(copy);
+        ctx.shadow = Some(Box::new(copy));
     }
 
     /// The route's upstream for this request: the split side, chosen at the first attempt
