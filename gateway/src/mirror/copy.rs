@@ -17,7 +17,7 @@
 //!
 //! ## The life of a copy
 //! 1. `request_filter`, after admission: [`RouteShadow::plan`] (the rules of
-//!    [`plan`](super::plan)) and a permit of the semaphore; the proxy prepares the head the
+//!    [`plan`]) and a permit of the semaphore; the proxy prepares the head the
 //!    primary will get (path, `X-Forwarded-*`, `X-Request-ID`, identity headers) and makes a
 //!    [`ShadowCopy`]. A request without a body starts at once ([`ShadowCopy::start`]).
 //! 2. `request_body_filter`: [`ShadowCopy::tee`] keeps the body up to `max_body` and starts the
@@ -29,7 +29,7 @@
 //! 4. `logging`: [`ShadowCopy::finish`] hands the primary's answer over, or says how the
 //!    request ended ([`End`]).
 //! 5. The task: sends the copy (and, for the `noise` share, the request again to the primary),
-//!    waits for the primary's answer, compares ([`compare`](crate::shadow::compare)), classifies and
+//!    waits for the primary's answer, compares ([`compare`]), classifies and
 //!    records ([`verdicts`](crate::shadow::verdicts)). The semaphore's permit is held until then
 //!    (the wait for the primary is bounded by [`PRIMARY_WAIT`]), so at most `max_in_flight`
 //!    copies, and their answers, exist at once. A large comparison runs on tokio's blocking
