@@ -49,6 +49,7 @@
 //! edge ─── read the head ─ request_head::scan ──(refuse: problem+json, close) ─ hand the bytes to pingora
 //!      │
 //! request_filter ── request id ─ server span (traceparent) ─ framing check ─ normalise path ─ route ─ authenticate ─ rate-limit ──(reject: problem+json)
+//!      │             └─ admitted, on a shadowed route: plan a copy (mirror), sent through its own client beside the request, the body teed, the answer kept, judged in a task
 //!      │
 //! upstream_peer ─── split side (weights or cohort: pin, key, position) ─ failover's side and backoff ─ target (round robin / random) ─ client span per attempt
 //!      │

@@ -4,14 +4,16 @@
 //!
 //! | phase | does |
 //! |---|---|
-//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json |
+//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json; then plan the route's shadow copy (`mirror`), sent at once for a request without a body |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. Each attempt: the side and backoff `failover` decided, timeouts capped by the route's `total` |
-//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers and add the verified ones |
+//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers (and `X-Gateway-Shadow`) and add the verified ones; a shadow copy's tee starts over for the attempt |
+//! | `request_body_filter` | tee the body to the shadow copy (up to `max_body`), which is sent at the body's end |
 //! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise; a `101` is a success); time to upstream headers (metric, client span); a status the fallback takes: drop the answer and replay (`failover::Attempts::on_status`) |
+//! | `upstream_response_body_filter` | keep the primary's answer for the shadow comparison (up to `max_response`; the client's bytes untouched) |
 //! | `response_filter` | echo `X-Request-ID`, `X-Gateway-Fallback` on the fallback's answers, add the `RateLimit-Policy` / `RateLimit` fields |
 //! | `fail_to_connect` / `error_while_proxy` | close the attempt's client span with `error.type`; record breaker failures; ask `failover` what next (retry, fall back, answer) |
 //! | `fail_to_proxy` | turn every error into problem+json (via `respond`) |
-//! | `logging` | metrics, access log, span end (via `observability`) |
+//! | `logging` | hand the primary's answer (or how the request ended) to the shadow copy; metrics, access log, span end (via `observability`) |
 
 use std::net::IpAddr;
 use std::sync::Arc;
