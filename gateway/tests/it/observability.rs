@@ -598,3 +598,43 @@ async fn the_split_side_is_logged_and_on_the_server_span() {
         "{server}"
     );
 }
+
+/// A shadow copy is a client span of its own in the request's trace (`gateway.shadow:
+/// candidate`), a child of the server span beside the attempt's (the `traceparent` the
+/// candidate gets is checked in `shadow.rs`).
+#[tokio::test]
+async fn a_shadow_copy_is_its_own_client_span_in_the_requests_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let primary = Echo::start("p").await;
+    let candidate = Echo::start("c").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_path(&dir);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  p: {{ targets: [{}] }}\n  c: {{ targets: [{}] }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: p\n    shadow: {{ upstream: c }}\n{}",
+        primary.addr(),
+        candidate.addr(),
+        observability(&receiver.grpc_endpoint(), "grpc", 1.0, &log, 1.0)
+    ))
+    .await;
+    let (status, _) = get_json(&gw.url("/r"), &[("x-request-id", "rid-shadow-span")]).await;
+    assert_eq!(status, 200);
+    let line = logged(&log, "rid-shadow-span").await;
+    let trace_id = line["trace_id"].as_str().unwrap();
+    let spans = receiver.wait_trace(trace_id, WAIT, |s| s.len() >= 3).await;
+    let server = find(&spans, "gw-test", "server").unwrap();
+    let clients: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "client").collect();
+    assert_eq!(clients.len(), 2, "{spans:?}");
+    let copy = clients
+        .iter()
+        .find(|c| c["attributes"]["gateway.shadow"] == "candidate")
+        .unwrap_or_else(|| panic!("no shadow span in {clients:?}"));
+    let attempt = clients
+        .iter()
+        .find(|c| c["attributes"].get("gateway.shadow").is_none())
+        .unwrap();
+    assert_eq!(copy["parent_span_id"], server["span_id"]);
+    assert_eq!(attempt["parent_span_id"], server["span_id"]);
+    assert_ne!(copy["span_id"], attempt["span_id"]);
+    assert_eq!(copy["attributes"]["gateway.upstream"], "c");
+    assert_eq!(copy["attributes"]["http.response.status_code"], 200);
+}
