@@ -51,7 +51,9 @@ ROW_TITLES = {
 }
 # Rows whose success needs a valid token (a request without one must be refused).
 JWT_ROWS = {"haproxy-jwt", "gateway-policy"}
-GATEWAY_ROWS = ("gateway-plain", "gateway-policy", "gateway-shadow")
+GATEWAY_ROWS = ("gateway-plain", "gateway-policy", "gateway-shadow", "gateway-shadow-copy")
+# Rows only bench/instructions.py runs, and only when named: in no wrk scenario, not in ROWS.
+INSTRUCTIONS_ONLY_ROWS = ("gateway-shadow-copy",)
 # Rows configured by their command line alone (no rendered config file).
 ARGV_ROWS = {"pingora-bare"}
 
@@ -272,8 +274,10 @@ def command_for(row: str, prep: render.Prepared, s: Settings) -> list[str]:
     elif row == "pingora-bare":
         argv = [str(s.bare_pingora_bin), f"127.0.0.1:{prep.ports.pingora_bare}",
                 f"127.0.0.1:{prep.ports.origin}"]
-    else:
+    elif row in GATEWAY_ROWS:
         argv = [str(s.gateway_bin), "run", "--config", str(prep.configs[row])]
+    else:
+        raise ValueError(f"no command for row {row!r}")
     cpu = s.load_cpu if row == "origin" else s.proxy_cpu
     return ["taskset", "-c", cpu, *argv]
 
@@ -442,18 +446,23 @@ def token_cache_counts(admin_port: int) -> dict[str, int]:
     return counts
 
 
-_SHADOW_METRIC = re.compile(
-    r'^gateway_shadow_(requests|skipped)_total\{(?:reason|result)="([a-z_]+)",route="[^"]*"\} (\S+)$', re.M)
+_SHADOW_METRIC = re.compile(r'^gateway_shadow_(requests|skipped)_total\{([^}]*)\} (\S+)$', re.M)
+_LABEL = re.compile(r'([a-z_]+)="([^"]*)"')
 # The shadow row's max_in_flight (templates/gateway-shadow.yaml).
 SHADOW_MAX_IN_FLIGHT = 64
 
 
-def shadow_counts(admin_port: int) -> dict[str, dict[str, int]]:
-    """The gateway's shadow counters: {"requests": {result: n}, "skipped": {reason: n}}."""
+def shadow_counts(admin_port: int, route: str | None = None) -> dict[str, dict[str, int]]:
+    """The gateway's shadow counters, of one route or summed over all:
+    {"requests": {result: n}, "skipped": {reason: n}}."""
     _, _, body = http_get(admin_port, "/metrics")
     counts: dict[str, dict[str, int]] = {"requests": {}, "skipped": {}}
-    for family, label, value in _SHADOW_METRIC.findall(body.decode()):
-        counts[family][label] = counts[family].get(label, 0) + int(float(value))
+    for family, labels, value in _SHADOW_METRIC.findall(body.decode()):
+        label = dict(_LABEL.findall(labels))
+        if route is not None and label.get("route") != route:
+            continue
+        key = label.get("result" if family == "requests" else "reason", "")
+        counts[family][key] = counts[family].get(key, 0) + int(float(value))
     return counts
 
 

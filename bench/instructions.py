@@ -6,6 +6,7 @@ path is judged before it is benchmarked:
 
     .venv/bin/python bench/instructions.py                 # pingora-bare, gateway-plain, gateway-policy
     .venv/bin/python bench/instructions.py gateway-plain   # one row
+    .venv/bin/python bench/instructions.py gateway-plain gateway-shadow-copy   # a shadow on
     INSTR_REQUESTS=5000 INSTR_TOP=25 .venv/bin/python bench/instructions.py gateway-plain
 
 For each row: the origin (nginx) starts, the row starts under `valgrind --tool=callgrind`
@@ -15,6 +16,12 @@ sent over one keep-alive connection (the same bytes wrk sends: `Host` and the be
 switched off and dumped. Instructions per request = the dump's total ÷ requests. Everything the process does in
 that window counts, background threads included (the access-log writer, the OTLP exporter), so
 the figure is the request's whole cost, as CPU µs/request is in the harness.
+
+`gateway-shadow-copy` runs only when named: the plain route with a shadow at its defaults, to a
+second name for the same origin, so every request is also copied and compared (`match`). Copies
+finish after the client's answer, so the row waits for the warm-up's verdicts before the window
+and, after it, for one `match` per request in the route's `gateway_shadow_requests_total`; any
+skip or other verdict fails the row, rather than report a figure that copied nothing.
 
 The release binaries are used as built (`bench/run.sh` builds them; `GATEWAY_BIN` and
 `BARE_PINGORA_BIN` choose others). Output files stay in `bench/results/work/callgrind/` for
@@ -37,7 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import render  # noqa: E402
 
-ROWS = ["pingora-bare", "gateway-plain", "gateway-policy"]
+ROWS = ["pingora-bare", "gateway-plain", "gateway-policy"]  # the default
+KNOWN_ROWS = ROWS + list(harness.INSTRUCTIONS_ONLY_ROWS)
+# The shadowed route of gateway-shadow-copy (templates/gateway-shadow-copy.yaml).
+SHADOW_COPY_ROUTE = "copied"
+# How long copies may take to get their verdicts after the last request's answer, under callgrind.
+COPY_SETTLE_LIMIT = 60.0
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.M)
 
 
@@ -122,9 +134,51 @@ def software_sha256(dump: Path) -> int:
                  if "sha2::sha256::compress256 [" in function), 0)
 
 
+def settled(counts: dict[str, dict[str, int]]) -> int:
+    """Requests whose copy is over: a verdict, or skipped."""
+    return sum(counts["requests"].values()) + sum(counts["skipped"].values())
+
+
+def wait_for_copies(admin_port: int, at_least: int, limit: float = COPY_SETTLE_LIMIT,
+                    route: str = SHADOW_COPY_ROUTE) -> dict[str, dict[str, int]]:
+    """The route's shadow counters once `at_least` copies are over (they finish after the
+    client's answer), or the last reading after `limit` seconds: `check_copies` judges it."""
+    deadline = time.monotonic() + limit
+    while True:
+        counts = harness.shadow_counts(admin_port, route)
+        if settled(counts) >= at_least or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
+def check_copies(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
+                 requests: int) -> str:
+    """Every request of the window was copied and matched; raises otherwise, so the row's figure
+    never measures a shadow that copied nothing (a skip: same_upstream, in_flight, ...)."""
+
+    def grown(family: str) -> dict[str, int]:
+        return {k: v - before[family].get(k, 0) for k, v in after[family].items()
+                if v != before[family].get(k, 0)}
+
+    verdicts, skipped = grown("requests"), grown("skipped")
+    matched = verdicts.pop("match", 0)
+    problems = []
+    if skipped:
+        problems.append(f"skipped {skipped}")
+    if verdicts:
+        problems.append(f"verdicts other than match {verdicts}")
+    if abs(matched - requests) > requests // 100:
+        problems.append(f"{matched} matches")
+    if problems:
+        raise RuntimeError(f"gateway-shadow-copy: {requests} requests, {'; '.join(problems)}: the "
+                           "figure counts one copy per request, each a match, or it measures nothing")
+    return f"{matched:,} copies matched"
+
+
 def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: Path,
-                requests: int, warmup: int, env: dict[str, str]) -> Path:
-    """Runs `row` under callgrind for the window; returns its one dump."""
+                requests: int, warmup: int, env: dict[str, str]) -> tuple[Path, str]:
+    """Runs `row` under callgrind for the window; returns its one dump and a note (what the
+    window's copies did, for gateway-shadow-copy)."""
     out = out_dir / f"{row}.callgrind.out"
     for old in out_dir.glob(f"{row}.callgrind.out*"):
         old.unlink()
@@ -144,26 +198,35 @@ def measure_row(row: str, prep: render.Prepared, s: harness.Settings, out_dir: P
             subprocess.run(["callgrind_control", *args, str(proc.p.pid)], check=True,
                            capture_output=True, timeout=60)
 
+        copies = row == "gateway-shadow-copy"
+        admin = prep.ports.gateway_shadow_copy_admin
+        note = ""
         # The connection is opened before and closed after the window: it holds requests only.
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
             send_requests(sock, port, prep.token, warmup)
+            # The readiness probe's and the warm-up's copies end before the window; a copy
+            # still under way when it closes (the last one or two) ends after it.
+            before = wait_for_copies(admin, warmup + 1) if copies else None
             control("-i", "on")
             send_requests(sock, port, prep.token, requests)
             control("-i", "off")
         control("-d")
+        if before is not None:
+            note = check_copies(before, wait_for_copies(admin, settled(before) + requests), requests)
     finally:
         proc.stop()
     dumps = sorted(out_dir.glob(f"{row}.callgrind.out.*"))  # the `-d` dump (`.1`)
     if len(dumps) != 1:
         raise RuntimeError(f"expected one callgrind dump for {row}, found {[d.name for d in dumps]}")
-    return dumps[0]
+    return dumps[0], note
 
 
 def main() -> int:
     rows = sys.argv[1:] or ROWS
-    unknown = [r for r in rows if r not in ROWS]
+    unknown = [r for r in rows if r not in KNOWN_ROWS]
     if unknown:
-        print(f"instructions: unknown row(s) {unknown}; rows: {ROWS}", file=sys.stderr)
+        print(f"instructions: unknown row(s) {unknown}; rows: {KNOWN_ROWS} (default {ROWS})",
+              file=sys.stderr)
         return 2
     for tool in ("valgrind", "callgrind_control", "nginx"):
         if not shutil.which(tool):
@@ -202,12 +265,13 @@ def main() -> int:
         harness.wait_ready(prep.ports.origin, render.SMALL_PATH, {}, helpers["origin"])
         for row in rows:
             t0 = time.monotonic()
-            dump = measure_row(row, prep, s, out_dir, requests, warmup, env)
+            dump, note = measure_row(row, prep, s, out_dir, requests, warmup, env)
             figures[row] = callgrind_total(dump) / requests
             sha = software_sha256(dump) / requests
-            print(f"instructions: {row:15} {figures[row]:>10,.0f} instructions/request "
+            print(f"instructions: {row:19} {figures[row]:>10,.0f} instructions/request "
                   f"({requests} requests, {time.monotonic() - t0:.0f}s)"
-                  + (f"; of which {sha:,.0f} software SHA-256 (SHA-NI natively)" if sha else ""),
+                  + (f"; of which {sha:,.0f} software SHA-256 (SHA-NI natively)" if sha else "")
+                  + (f"; {note}" if note else ""),
                   flush=True)
             if top:
                 print_top(dump, top, requests)
@@ -219,7 +283,7 @@ def main() -> int:
     if "pingora-bare" in figures:
         base = figures["pingora-bare"]
         for row, v in figures.items():
-            print(f"instructions: {row:15} {v / base:5.2f}× bare pingora")
+            print(f"instructions: {row:19} {v / base:5.2f}× bare pingora")
     return 0
 
 

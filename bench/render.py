@@ -48,6 +48,7 @@ TEMPLATE_OF_ROW = {
     "gateway-plain": "gateway-plain.yaml",
     "gateway-policy": "gateway-policy.yaml",
     "gateway-shadow": "gateway-shadow.yaml",
+    "gateway-shadow-copy": "gateway-shadow-copy.yaml",
 }
 
 
@@ -198,6 +199,8 @@ class Ports:
     gateway_shadow: int
     gateway_shadow_admin: int
     slow_origin: int  # the gateway-shadow row's `slow` upstream (bench/slow_origin.py)
+    gateway_shadow_copy: int  # bench/instructions.py only
+    gateway_shadow_copy_admin: int
 
     def of_row(self, row: str) -> int:
         return getattr(self, row.replace("-", "_"))
@@ -249,6 +252,8 @@ def template_values(work: Path, ports: Ports) -> dict[str, object]:
         "gateway_shadow_port": ports.gateway_shadow,
         "gateway_shadow_admin_port": ports.gateway_shadow_admin,
         "slow_origin_port": ports.slow_origin,
+        "gateway_shadow_copy_port": ports.gateway_shadow_copy,
+        "gateway_shadow_copy_admin_port": ports.gateway_shadow_copy_admin,
         "otlp_grpc_port": ports.otlp_grpc,
         "small_body": SMALL_BODY,
         "issuer": ISSUER,

@@ -10,6 +10,9 @@
 - the gateway-shadow row's slow upstream (`slow_origin.py`) answers after its delay, keeps
   connections alive and counts what it saw; the real gateway on that row's config answers the
   client before the copy is answered, and counts the copy's verdict;
+- the instructions-only gateway-shadow-copy row: the real gateway on its config copies every
+  request to the same origin under a second name and counts a `match` for each, as
+  `instructions.py` checks after its window (and refuses a window with skips or mismatches);
 - `instructions.py` counts a real gateway's instructions per request under callgrind.
 """
 
@@ -21,10 +24,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jwt
@@ -35,6 +40,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import harness  # noqa: E402
+import instructions  # noqa: E402
 import render  # noqa: E402
 import slow_origin  # noqa: E402
 
@@ -85,10 +91,13 @@ def gateway_bin() -> Path:
     return Path(os.environ.get("GATEWAY_BIN", REPO / "target" / "debug" / "gateway"))
 
 
+ALL_ROWS = [*harness.ROWS, *harness.INSTRUCTIONS_ONLY_ROWS]
+
+
 def test_every_template_renders_completely(prepared):
-    assert set(prepared.configs) == set(harness.ROWS) - harness.ARGV_ROWS
-    ports = {prepared.ports.of_row(r) for r in harness.ROWS}
-    assert len(ports) == len(harness.ROWS), "each row listens on its own port"
+    assert set(prepared.configs) == set(ALL_ROWS) - harness.ARGV_ROWS
+    ports = {prepared.ports.of_row(r) for r in ALL_ROWS}
+    assert len(ports) == len(ALL_ROWS), "each row listens on its own port"
     for row, path in prepared.configs.items():
         text = path.read_text()
         assert "{{" not in text and "}}" not in text, f"{row}: unfilled placeholder"
@@ -113,14 +122,23 @@ def test_single_thread_everywhere(prepared):
         assert "worker_processes 1;" in cfg[row].read_text()
     for row in ("haproxy", "haproxy-jwt"):
         assert "nbthread 1" in cfg[row].read_text()
-    for row in ("gateway-plain", "gateway-policy", "gateway-shadow"):
+    for row in harness.GATEWAY_ROWS:
         assert "threads: 1" in cfg[row].read_text()
+
+
+def test_every_gateway_row_runs_the_gateway_on_its_config(prepared):
+    s = harness.Settings.from_env({})
+    for row in harness.GATEWAY_ROWS:
+        assert harness.command_for(row, prepared, s) == [
+            "taskset", "-c", s.proxy_cpu, str(s.gateway_bin), "run", "--config", str(prepared.configs[row])]
+    with pytest.raises(ValueError, match="envoy"):
+        harness.command_for("envoy", prepared, s)
 
 
 def test_gateway_configs_pass_the_real_validator(prepared):
     binary = gateway_bin()
     assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
-    files = [str(prepared.configs[row]) for row in ("gateway-plain", "gateway-policy", "gateway-shadow")]
+    files = [str(prepared.configs[row]) for row in harness.GATEWAY_ROWS]
     out = subprocess.run([str(binary), "validate", *files], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     policy = prepared.configs["gateway-policy"].read_text()
@@ -135,6 +153,12 @@ def test_gateway_configs_pass_the_real_validator(prepared):
     assert f"targets: [127.0.0.1:{prepared.ports.slow_origin}]" in shadow
     assert "shadow: { upstream: slow, max_in_flight: 64, timeout: 5s }" in shadow
     assert harness.SHADOW_MAX_IN_FLIGHT == 64
+    # The copy row: the shadow at its defaults, its candidate the primary's origin by another name.
+    copy = prepared.configs["gateway-shadow-copy"].read_text()
+    origin = f"targets: [127.0.0.1:{prepared.ports.origin}]"
+    assert f"  origin:\n    {origin}\n  copy:\n    {origin}\n" in copy
+    assert f"  - name: {instructions.SHADOW_COPY_ROUTE}\n" in copy
+    assert "    upstream: origin\n    shadow: { upstream: copy }\n" in copy
 
 
 def require(tool: str) -> None:
@@ -339,41 +363,29 @@ def test_the_slow_origin_answers_after_its_delay_on_a_kept_alive_connection(tmp_
     assert proc.p.returncode == 0, proc.log_tail()
 
 
-def test_the_real_gateway_answers_before_its_shadow_and_counts_the_copy(prepared, tmp_path):
-    """The shadow row's config end to end: the real (debug) gateway in front of the fake origin,
-    its shadow to a real slow origin (1 s here; 3 s in the benchmark). The harness's own preflight
-    passes (a copy arrives marked X-Gateway-Shadow, the client's answer did not wait for it), and
-    once the copy is answered the gateway counts its verdict: a match, the bodies being equal."""
+@contextmanager
+def running_gateway(prepared: render.Prepared, row: str, ready_within: float = 20.0):
+    """The real (debug) gateway on `row`'s config, ready (its admin `/readyz` answers 200);
+    stopped when the block ends."""
     binary = gateway_bin()
     assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
-    slow = start_slow_origin(prepared.ports.slow_origin, 1.0, tmp_path / "slow-origin.log")
-    log = open(prepared.work / "logs" / "gateway-shadow.test.log", "wb")
-    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs["gateway-shadow"])],
+    log_path = prepared.work / "logs" / f"{row}.test.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs[row])],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        admin = prepared.ports.gateway_shadow_admin
-        deadline = time.monotonic() + 20
+        admin = getattr(prepared.ports, f"{row.replace('-', '_')}_admin")
+        deadline = time.monotonic() + ready_within
         while True:
-            assert proc.poll() is None, (prepared.work / "logs" / "gateway-shadow.test.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "gateway not ready within 20s"
+            assert time.monotonic() < deadline, f"{row}: gateway not ready within {ready_within:g}s"
             time.sleep(0.05)
-        before = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
-        note = harness.preflight_shadow(prepared)
-        assert "client does not wait" in note
-        deadline = time.monotonic() + 10
-        while harness.shadow_counts(admin)["requests"].get("match", 0) < 1:
-            assert time.monotonic() < deadline, f"no verdict counted: {harness.shadow_counts(admin)}"
-            time.sleep(0.05)
-        after = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
-        figures = harness.shadow_figures(before, after)
-        assert figures["copies"] == figures["answered"] == 1, figures
-        assert figures["verdicts"] == {"match": 1}, figures
-        assert figures["peak_in_flight"] == 1, figures
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -382,29 +394,76 @@ def test_the_real_gateway_answers_before_its_shadow_and_counts_the_copy(prepared
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_the_real_gateway_answers_before_its_shadow_and_counts_the_copy(prepared, tmp_path):
+    """The shadow row's config end to end: the real (debug) gateway in front of the fake origin,
+    its shadow to a real slow origin (1 s here; 3 s in the benchmark). The harness's own preflight
+    passes (a copy arrives marked X-Gateway-Shadow, the client's answer did not wait for it), and
+    once the copy is answered the gateway counts its verdict: a match, the bodies being equal."""
+    slow = start_slow_origin(prepared.ports.slow_origin, 1.0, tmp_path / "slow-origin.log")
+    try:
+        with running_gateway(prepared, "gateway-shadow"):
+            admin = prepared.ports.gateway_shadow_admin
+            before = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
+            note = harness.preflight_shadow(prepared)
+            assert "client does not wait" in note
+            deadline = time.monotonic() + 10
+            while harness.shadow_counts(admin)["requests"].get("match", 0) < 1:
+                assert time.monotonic() < deadline, f"no verdict counted: {harness.shadow_counts(admin)}"
+                time.sleep(0.05)
+            after = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
+            figures = harness.shadow_figures(before, after)
+            assert figures["copies"] == figures["answered"] == 1, figures
+            assert figures["verdicts"] == {"match": 1}, figures
+            assert figures["peak_in_flight"] == 1, figures
+    finally:
         slow.stop()
+
+
+def test_the_copy_row_copies_every_request_and_each_matches(prepared):
+    """The instructions-only copy row's config on the real gateway, checked as `instructions.py`
+    checks its window: requests one at a time over one connection, then one `match` per request
+    in the route's counter (copies end after the answers: waited for), nothing skipped."""
+    with running_gateway(prepared, "gateway-shadow-copy"):
+        port, admin = prepared.ports.gateway_shadow_copy, prepared.ports.gateway_shadow_copy_admin
+        before = harness.shadow_counts(admin, instructions.SHADOW_COPY_ROUTE)
+        # Every verdict and skip reason is registered at zero when the config loads.
+        assert before["requests"]["match"] == 0 and before["skipped"]["same_upstream"] == 0, before
+        assert instructions.settled(before) == 0, before
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            instructions.send_requests(sock, port, prepared.token, 50)
+        after = instructions.wait_for_copies(admin, instructions.settled(before) + 50, limit=10)
+        assert instructions.check_copies(before, after, 50) == "50 copies matched"
+        # Another route's counters are not this one's.
+        assert harness.shadow_counts(admin, "no-such-route") == {"requests": {}, "skipped": {}}
+
+
+def counts(match=0, mismatch=0, **skipped):
+    return {"requests": {"match": match, "mismatch": mismatch, "shadow_error": 0},
+            "skipped": {"same_upstream": 0, "in_flight": 0, **skipped}}
+
+
+def test_a_copy_window_with_skips_or_mismatches_fails_the_row():
+    before = counts(match=501)
+    assert instructions.check_copies(before, counts(match=2501), 2000) == "2,000 copies matched"
+    # About: a straggler of the warm-up either side of the window.
+    assert instructions.check_copies(before, counts(match=2502), 2000) == "2,001 copies matched"
+    for after, says in [
+        (counts(match=501, same_upstream=2000), "skipped {'same_upstream': 2000}"),
+        (counts(match=2401, in_flight=100), "skipped {'in_flight': 100}; 1900 matches"),
+        (counts(match=2500, mismatch=1), "verdicts other than match {'mismatch': 1}"),
+        (counts(match=1501), "1000 matches"),  # copies that never ended (waited for in vain)
+    ]:
+        with pytest.raises(RuntimeError, match=re.escape(says)):
+            instructions.check_copies(before, after, 2000)
 
 
 def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path):
     """The policy row's config and tokens, end to end through the gateway's own verifier (the
     fake origin serves the JWKS); a missing or forged token is refused."""
-    binary = gateway_bin()
-    assert binary.exists(), f"{binary} missing: cargo build -p gateway (scripts/test.sh does)"
-    log = open(prepared.work / "logs" / "gateway-policy.test.log", "wb")
-    proc = subprocess.Popen([str(binary), "run", "--config", str(prepared.configs["gateway-policy"])],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        port, admin = prepared.ports.gateway_policy, prepared.ports.gateway_policy_admin
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (prepared.work / "logs" / "gateway-policy.test.log").read_text()
-            try:
-                if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gateway not ready (JWKS) within 20s"
-            time.sleep(0.05)
+    with running_gateway(prepared, "gateway-policy"):  # ready: the JWKS is fetched
+        port = prepared.ports.gateway_policy
         good = [prepared.token, *prepared.pool.read_text().split()[:3]]
         for token in good:
             status, headers, body = harness.http_get(
@@ -415,24 +474,18 @@ def test_the_real_gateway_admits_the_tokens_on_the_policy_row(prepared, tmp_path
         forged = render.sign(stranger, render.claims_for(1, int(time.time())))
         for hdrs in ({}, {"Authorization": f"Bearer {forged}"}):
             assert harness.http_get(port, render.SMALL_PATH, hdrs)[0] == 401
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_instruction_counter_measures_the_real_gateway(tmp_path):
     """bench/instructions.py end to end on the debug gateway: valgrind, the fixed request count
-    over one keep-alive connection, the callgrind dump and its arithmetic."""
+    over one keep-alive connection, the callgrind dump and its arithmetic; and the copy row,
+    named, with its check that every request of the window was copied and matched."""
     require("valgrind")
     require("nginx")
     env = dict(os.environ, GATEWAY_BIN=str(gateway_bin()), BENCH_OUT=str(tmp_path),
                INSTR_REQUESTS="40", INSTR_WARMUP="5", INSTR_TOP="3")
-    proc = subprocess.Popen([sys.executable, str(BENCH / "instructions.py"), "gateway-plain"],
+    proc = subprocess.Popen([sys.executable, str(BENCH / "instructions.py"), "gateway-plain",
+                             "gateway-shadow-copy"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         stdout, stderr = proc.communicate(timeout=300)
@@ -443,13 +496,19 @@ def test_instruction_counter_measures_the_real_gateway(tmp_path):
     assert proc.returncode == 0, stdout + stderr
     m = re.search(r"gateway-plain\s+([\d,]+) instructions/request \(40 requests", stdout)
     assert m, stdout
+    plain = int(m.group(1).replace(",", ""))
     # A proxied request is tens of thousands of instructions (release) to a few hundred
     # thousand (debug); a figure outside that means the window or the division is wrong.
-    assert 10_000 < int(m.group(1).replace(",", "")) < 5_000_000, stdout
-    # INSTR_TOP=3: three functions, each with its instructions per request.
+    assert 10_000 < plain < 5_000_000, stdout
+    m = re.search(r"gateway-shadow-copy\s+([\d,]+) instructions/request \(40 requests.*; "
+                  r"40 copies matched$", stdout, re.M)
+    assert m, stdout
+    assert int(m.group(1).replace(",", "")) > plain, "a copied and compared request costs more"
+    # INSTR_TOP=3: three functions per row, each with its instructions per request.
     top = [ln for ln in stdout.splitlines() if re.match(r"^ {4}\s*[\d,]+  \S", ln)]
-    assert len(top) == 3, stdout
-    assert list((tmp_path / "work" / "callgrind").glob("gateway-plain.callgrind.out.*"))
+    assert len(top) == 6, stdout
+    for row in ("gateway-plain", "gateway-shadow-copy"):
+        assert list((tmp_path / "work" / "callgrind").glob(f"{row}.callgrind.out.*")), row
     # Nothing it started is left running.
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
