@@ -4,9 +4,9 @@
 //!
 //! | phase | does |
 //! |---|---|
-//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json; then plan the route's shadow copy (`mirror`), sent at once for a request without a body |
+//! | `request_filter` | admit: request id → framing check → normalise path → route → authenticate → rate-limit; reject early with problem+json; then plan the route's shadow copy (`mirror`) |
 //! | `upstream_peer` | choose the upstream (split weights, stickiness) and a target that is healthy and whose breaker admits it; else the route's fallback; else 503 + `Retry-After`. Each attempt: the side and backoff `failover` decided, timeouts capped by the route's `total` |
-//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers (and `X-Gateway-Shadow`) and add the verified ones; a shadow copy's tee starts over for the attempt |
+//! | `upstream_request_filter` | rewrite the path, set `X-Forwarded-*` and `X-Request-ID`, strip client identity headers (and `X-Gateway-Shadow`) and add the verified ones; the first attempt's request is the shadow copy's (sent now when it has no body), a later attempt starts its tee over |
 //! | `request_body_filter` | tee the body to the shadow copy (up to `max_body`), which is sent at the body's end |
 //! | `upstream_response_filter` | record the attempt's outcome on its target's breaker (5xx → failure unless configured otherwise; a `101` is a success); time to upstream headers (metric, client span); a status the fallback takes: drop the answer and replay (`failover::Attempts::on_status`) |
 //! | `upstream_response_body_filter` | keep the primary's answer for the shadow comparison (up to `max_response`; the client's bytes untouched) |
@@ -389,10 +389,15 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        prepare_upstream_request(session, req, ctx)?;
         if let Some(copy) = &mut ctx.shadow {
-            copy.attempt();
+            // The first attempt's request is the copy's; without a body the copy leaves now.
+            copy.attempt(req);
+            if session.as_downstream_mut().is_body_empty() {
+                copy.start(&ctx.trace);
+            }
         }
-        prepare_upstream_request(session, req, ctx)
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -664,8 +669,8 @@ fn access_line<'a>(session: &'a Session, ctx: &'a RequestCtx, status: u16) -> Li
 }
 
 impl Proxy {
-    /// Plans the route's shadow copy of an admitted request, and starts it at once when the
-    /// request has no body (see [`mirror::copy`]). Nothing here can fail the request.
+    /// Plans the route's shadow copy of an admitted request (see [`mirror::copy`]); the first
+    /// attempt's prepared request becomes the copy's. Nothing here can fail the request.
     fn begin_shadow(&self, session: &mut Session, ctx: &mut RequestCtx) {
         let Some(index) = ctx
             .route
@@ -693,19 +698,9 @@ impl Proxy {
         let Some(planned) = shadow.plan(&facts) else {
             return;
         };
-        let mut prepared = session.req_header().clone();
-        if prepare_upstream_request(session, &mut prepared, ctx).is_err() {
-            // The primary's own preparation fails the same way, and answers it.
-            return;
-        }
-        let path = ctx
-            .path
-            .as_deref()
-            .unwrap_or(session.req_header().uri.path());
-        let mut copy = ShadowCopy::new(shadow, planned, primary, &prepared, path, &ctx.request_id);
-        if session.as_downstream_mut().is_body_empty() {
-            copy.start(&ctx.trace);
-        }
+        let req = session.req_header();
+        let path = ctx.path.as_deref().unwrap_or(req.uri.path());
+        let copy = ShadowCopy::new(shadow, planned, primary, &req.method, path, &ctx.request_id);
         ctx.shadow = Some(Box::new(copy));
     }
 

@@ -16,13 +16,16 @@
 //! deadline, `timeout`.
 //!
 //! ## The life of a copy
-//! 1. `request_filter`, after admission: [`RouteShadow::plan`] (the rules of
-//!    [`plan`]) and a permit of the semaphore; the proxy prepares the head the
-//!    primary will get (path, `X-Forwarded-*`, `X-Request-ID`, identity headers) and makes a
-//!    [`ShadowCopy`]. A request without a body starts at once ([`ShadowCopy::start`]).
-//! 2. `request_body_filter`: [`ShadowCopy::tee`] keeps the body up to `max_body` and starts the
-//!    copy at its end. A retry or a fallback replays the body from pingora's buffer after a new
-//!    `upstream_request_filter`, where [`ShadowCopy::attempt`] starts the tee over.
+//! 1. `request_filter`, after admission: [`RouteShadow::plan`] (the rules of [`plan`]) and a
+//!    permit of the semaphore make a [`ShadowCopy`].
+//! 2. `upstream_request_filter`: [`ShadowCopy::attempt`] takes the first attempt's request as
+//!    the proxy prepared it for the primary (path, `X-Forwarded-*`, `X-Request-ID`, identity
+//!    headers: prepared once for both); a request without a body starts now
+//!    ([`ShadowCopy::start`]). A later attempt (a retry, the fallback) replays the body from
+//!    pingora's buffer: the tee starts over. A request whose primary is never reached (no
+//!    target, refused connections) is never copied: its verdict is `primary_error`.
+//!    `request_body_filter`: [`ShadowCopy::tee`] keeps the body up to `max_body` and starts the
+//!    copy at its end.
 //! 3. `upstream_response_filter` / `upstream_response_body_filter`: [`ShadowCopy::primary_head`],
 //!    [`ShadowCopy::primary_body`] keep the primary's answer (each attempt's anew) up to
 //!    `max_response`; past it the copy's task is told at once and ends.
@@ -389,7 +392,8 @@ enum Stage {
 }
 
 struct Pending {
-    head: Head,
+    /// Set by the first attempt ([`ShadowCopy::attempt`]).
+    head: Option<Head>,
     body: Capped,
     permit: OwnedSemaphorePermit,
     facts: Recorded,
@@ -400,6 +404,44 @@ struct Head {
     method: Method,
     path: PathAndQuery,
     headers: HeaderMap,
+}
+
+impl Head {
+    fn of(prepared: &pingora_http::RequestHeader) -> Head {
+        let path = PathAndQuery::try_from(prepared.raw_path().to_vec())
+            .ok()
+            .or_else(|| prepared.uri.path_and_query().cloned())
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let nominated: Vec<HeaderName> = prepared
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        let mut headers = HeaderMap::with_capacity(prepared.headers.len() + 2);
+        for (name, value) in &prepared.headers {
+            if !NOT_COPIED.contains(name) && name.as_str() != HEADER && !nominated.contains(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        // pingora writes an HTTP/2 client's `:authority` as `Host` for the primary; a request
+        // without either gets the authority of its absolute-form target, if any.
+        if !headers.contains_key(header::HOST)
+            && let Some(host) = prepared
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(header::HOST, host);
+        }
+        Head {
+            method: prepared.method.clone(),
+            path,
+            headers,
+        }
+    }
 }
 
 /// Hop-by-hop fields and those the copy sets itself (fields a `Connection` header names are
@@ -423,53 +465,21 @@ impl ShadowCopy {
         shadow: Arc<RouteShadow>,
         (plan, permit): (Plan, OwnedSemaphorePermit),
         primary: Arc<Upstream>,
-        prepared: &pingora_http::RequestHeader,
+        method: &Method,
         path: &str,
         request_id: &str,
     ) -> ShadowCopy {
-        let path_and_query = PathAndQuery::try_from(prepared.raw_path().to_vec())
-            .ok()
-            .or_else(|| prepared.uri.path_and_query().cloned())
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let nominated: Vec<HeaderName> = prepared
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        let mut headers = HeaderMap::with_capacity(prepared.headers.len() + 2);
-        for (name, value) in &prepared.headers {
-            if !NOT_COPIED.contains(name) && name.as_str() != HEADER && !nominated.contains(name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        // An HTTP/2 client's `:authority` (pingora writes it as `Host` for the primary only
-        // later, in its own request-header step).
-        if !headers.contains_key(header::HOST)
-            && let Some(host) = prepared
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            headers.insert(header::HOST, host);
-        }
         let max_response = shadow.spec.max_response;
         ShadowCopy {
             plan,
             primary,
             stage: Stage::Pending(Box::new(Pending {
-                head: Head {
-                    method: prepared.method.clone(),
-                    path: path_and_query,
-                    headers,
-                },
+                head: None,
                 body: Capped::new(shadow.spec.max_body),
                 permit,
                 facts: Recorded {
                     request_id: request_id.to_string(),
-                    method: prepared.method.clone(),
+                    method: method.clone(),
                     path: path.to_string(),
                 },
             })),
@@ -479,11 +489,16 @@ impl ShadowCopy {
         }
     }
 
-    /// A new attempt is about to send the request (pingora replays the body it kept to a
-    /// retry or the fallback): the tee starts over, so the copy gets the body once.
-    pub fn attempt(&mut self) {
+    /// An attempt is about to send `prepared` (what the primary gets: path, `X-Forwarded-*`,
+    /// `X-Request-ID`, identity headers). The first one gives the copy its head (the proxy
+    /// prepares a request once for both). A later one (a retry, the fallback) replays the body
+    /// pingora kept: the tee starts over, so the copy gets the body once.
+    pub fn attempt(&mut self, prepared: &pingora_http::RequestHeader) {
         if let Stage::Pending(p) = &mut self.stage {
-            p.body.clear();
+            match p.head {
+                None => p.head = Some(Head::of(prepared)),
+                Some(_) => p.body.clear(),
+            }
         }
     }
 
@@ -506,7 +521,7 @@ impl ShadowCopy {
 
     /// Sends the copy (in a task of its own): the request is whole.
     pub fn start(&mut self, trace: &RequestTrace) {
-        if !matches!(self.stage, Stage::Pending(_)) {
+        if !matches!(&self.stage, Stage::Pending(p) if p.head.is_some()) {
             return;
         }
         let Stage::Pending(pending) = std::mem::replace(&mut self.stage, Stage::Done) else {
@@ -518,6 +533,9 @@ impl ShadowCopy {
             permit,
             facts,
         } = *pending;
+        let Some(head) = head else {
+            return;
+        };
         let shadow = self.shadow.clone();
         let Some(picked) = shadow.pick() else {
             shadow.skipped(Skip::Unavailable);
@@ -931,11 +949,11 @@ mod tests {
         head.insert_header("content-type", "application/json")
             .unwrap();
         let trace = RequestTrace::default();
-        let mut copy = ShadowCopy::new(shadow.clone(), planned, mono, &head, "/r/1", "rid");
-        copy.attempt();
+        let mut copy = ShadowCopy::new(shadow.clone(), planned, mono, &Method::PUT, "/r/1", "rid");
+        copy.attempt(&head);
         copy.tee(Some(b"{\"a\""), false, &trace);
         // The first attempt failed after reading half the body; pingora replays it all.
-        copy.attempt();
+        copy.attempt(&head);
         copy.tee(Some(b"{\"a\""), false, &trace);
         copy.tee(Some(b":1}"), true, &trace);
         let got = tokio::time::timeout(Duration::from_secs(10), bodies.recv())
