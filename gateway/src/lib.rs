@@ -25,6 +25,7 @@
 //! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
 //! | 2 config | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
 //! | 3 decisions | [`failover`] | after a failed attempt: retry, fall back or answer; the fallback's rules and the total timeout, as plain data |
+//! | | [`migration`] | a route's migration plan as plain data: stages, the paired guard over both sides' sliding window (p99 buckets), the decision and every transition, the admin view |
 //! | 4 domain | [`metrics`] | every metric, registered once; series set up and removed here |
 //! | | [`routing`] | the route table and its precedence rule, prefix rewriting |
 //! | | [`health`] | one target's active-health state and its probe |
@@ -75,6 +76,7 @@ pub mod forwarding;
 pub mod health;
 pub mod hex;
 pub mod metrics;
+pub mod migration;
 pub mod mirror;
 pub mod observability;
 pub mod path;
