@@ -391,6 +391,11 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         prepare_upstream_request(session, req, ctx)?;
         if let Some(copy) = &mut ctx.shadow {
+            if ctx.failover.side() != Side::Route {
+                // On the fallback before the copy left: the answer will be the fallback's,
+                // nothing to compare the candidate's with (and the fallback may be the candidate).
+                copy.fallback();
+            }
             // The first attempt's request is the copy's; without a body the copy leaves now.
             copy.attempt(req);
             if session.as_downstream_mut().is_body_empty() {
@@ -510,7 +515,7 @@ impl ProxyHttp for Proxy {
         let e = e.filter(|_| !is_tunnel(session, ctx));
         if let Some(copy) = ctx.shadow.take() {
             let end = match e {
-                _ if ctx.failover.answered_by_fallback().is_some() => End::Fallback,
+                None if ctx.failover.answered_by_fallback().is_some() => End::Fallback,
                 None => End::Whole,
                 Some(e) if *e.esource() == ErrorSource::Downstream => End::ClientGone,
                 Some(_) => End::Failed,

@@ -21,9 +21,10 @@
 //! 2. `upstream_request_filter`: [`ShadowCopy::attempt`] takes the first attempt's request as
 //!    the proxy prepared it for the primary (path, `X-Forwarded-*`, `X-Request-ID`, identity
 //!    headers: prepared once for both); a request without a body starts now
-//!    ([`ShadowCopy::start`]). A later attempt (a retry, the fallback) replays the body from
-//!    pingora's buffer: the tee starts over. A request whose primary is never reached (no
-//!    target, refused connections) is never copied: its verdict is `primary_error`.
+//!    ([`ShadowCopy::start`]). A later attempt (a retry) replays the body from pingora's
+//!    buffer: the tee starts over. A request whose primary is never reached (no target,
+//!    refused connections) is never copied: its verdict is `primary_error`; one on the route's
+//!    fallback before the copy left is skipped (`fallback`).
 //!    `request_body_filter`: [`ShadowCopy::tee`] keeps the body up to `max_body` and starts the
 //!    copy at its end.
 //! 3. `upstream_response_filter` / `upstream_response_body_filter`: [`ShadowCopy::primary_head`],
@@ -360,7 +361,8 @@ enum Exchanged {
         headers: HeaderMap,
         body: Bytes,
     },
-    TooLarge,
+    /// Its body passed the cap (the status kept for the copies' breaker).
+    TooLarge(u16),
     Failed(&'static str),
 }
 
@@ -499,6 +501,15 @@ impl ShadowCopy {
                 None => p.head = Some(Head::of(prepared)),
                 Some(_) => p.body.clear(),
             }
+        }
+    }
+
+    /// The request is on the route's fallback: a copy that has not left is skipped
+    /// (`fallback`); one under way learns it at the end ([`End::Fallback`]).
+    pub fn fallback(&mut self) {
+        if matches!(self.stage, Stage::Pending(_)) {
+            self.stage = Stage::Done;
+            self.shadow.skipped(Skip::Fallback);
         }
     }
 
@@ -684,19 +695,40 @@ async fn exchange(
             Err(_) => return Exchanged::Failed("reset"),
         };
         let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Exchanged::Answer {
-                status: parts.status.as_u16(),
+                status,
                 headers: parts.headers,
                 body: collected.to_bytes(),
             },
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Exchanged::TooLarge,
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Exchanged::TooLarge(status),
             Err(_) => Exchanged::Failed("reset"),
         }
     };
     tokio::time::timeout(deadline, exchange)
         .await
         .unwrap_or(Exchanged::Failed("timeout"))
+}
+
+/// Whether judging these answers is work for tokio's blocking pool rather than a worker
+/// thread: more than [`INLINE_COMPARE_BYTES`] together, or any of them compressed (decoding
+/// can expand a small body up to `max_response`).
+fn heavy(primary: &Primary, candidate: &Exchanged, noise: Option<&Exchanged>) -> bool {
+    let (mut bytes, mut encoded) = (0, false);
+    let mut add = |headers: &HeaderMap, body: &[u8]| {
+        bytes += body.len();
+        encoded |= headers.contains_key(header::CONTENT_ENCODING);
+    };
+    if let Primary::Answer { headers, body, .. } = primary {
+        add(headers, body);
+    }
+    for side in std::iter::once(candidate).chain(noise) {
+        if let Exchanged::Answer { headers, body, .. } = side {
+            add(headers, body);
+        }
+    }
+    encoded || bytes > INLINE_COMPARE_BYTES
 }
 
 /// A started copy's task: what it needs after the request context is gone.
@@ -731,13 +763,10 @@ impl Task {
         };
         let ((answer, took), noise) = tokio::join!(candidate_call, noise_call);
         match &answer {
-            Exchanged::Answer { status, .. } => {
+            Exchanged::Answer { status, .. } | Exchanged::TooLarge(status) => {
                 picked
                     .permit
                     .record(shadow.outcome_of(picked.index, *status));
-            }
-            Exchanged::TooLarge => {
-                picked.permit.record(Outcome::Success);
             }
             // The gateway could not build the request: not the target's failure.
             Exchanged::Failed("bad_request") => drop(picked.permit),
@@ -755,17 +784,14 @@ impl Task {
             Ok(Err(_)) => Primary::Not(Err(())),
             Err(_) => Primary::Not(Ok(Skip::PrimaryTooSlow)),
         };
-        let large = match (&primary, &answer) {
-            (Primary::Answer { body, .. }, Exchanged::Answer { body: c, .. }) => {
-                body.len() + c.len() > INLINE_COMPARE_BYTES
-            }
-            _ => false,
-        };
-        let outcome = if large {
+        let outcome = if heavy(&primary, &answer, noise.as_ref()) {
+            let route = shadow.route.clone();
             tokio::task::spawn_blocking(move || self.judge(answer, noise, primary))
                 .await
-                .ok()
-                .flatten()
+                .unwrap_or_else(|e| {
+                    tracing::error!(route, error = %e, "shadow comparison failed");
+                    Some(Ok(shadow.stats.record_shadow_error()))
+                })
         } else {
             self.judge(answer, noise, primary)
         };
@@ -807,7 +833,7 @@ impl Task {
                 headers,
                 body,
             } => (status, headers, body),
-            Exchanged::TooLarge => return Some(Err(Skip::ResponseTooLarge)),
+            Exchanged::TooLarge(_) => return Some(Err(Skip::ResponseTooLarge)),
             Exchanged::Failed(why) => {
                 tracing::debug!(
                     route = %shadow.route,
@@ -820,6 +846,10 @@ impl Task {
         };
         let limit = usize::try_from(spec.max_response).unwrap_or(usize::MAX);
         let decoded = |h: &HeaderMap, b: &[u8]| {
+            if spec.compare.body == BodyMode::None {
+                // The body is not compared: whatever it is, it cannot be a reason to skip.
+                return Ok(Vec::new());
+            }
             encoding::decode(h, b, limit)
                 .map(|b| b.into_owned())
                 .map_err(|e| match e {
@@ -890,7 +920,7 @@ impl Task {
 fn finish_span(span: SideSpan, answer: &Exchanged) {
     match answer {
         Exchanged::Answer { status, .. } => span.finish(Some(*status), None),
-        Exchanged::TooLarge => span.finish(None, None),
+        Exchanged::TooLarge(status) => span.finish(Some(*status), None),
         Exchanged::Failed(why) => span.finish(None, Some(why)),
     }
 }

@@ -4,14 +4,23 @@
 //!
 //! `gzip` (and `x-gzip`), `deflate` (zlib, as HTTP means it), `br` and `zstd` are decoded, in
 //! the order listed when there are several (`Content-Encoding: gzip, br` was gzipped, then
-//! brotli'd: undone from the last). Decoding stops past `limit` bytes: a small body that
+//! brotli'd: undone from the last; at most [`MAX_CODINGS`]). An empty body (a HEAD, a 304) is
+//! empty whatever its encoding says. Decoding stops past `limit` bytes: a small body that
 //! expands past the shadow's `max_response` is too large, not a reason to allocate. The
 //! decoders are the ones pingora's own compression module builds (`flate2`, `brotli`, `zstd`).
+//!
+//! What a decoder holds besides its output: zstd's window is capped just above `limit` (a frame
+//! that asks for more is refused); brotli's ring buffer is what the stream declares, up to
+//! 16 MiB, while it decodes (the shadow's copies decode under their in-flight permit, on
+//! tokio's blocking pool, so at most `max_in_flight` of them at once).
 
 use std::io::Read;
 
 use http::HeaderMap;
 use http::header::CONTENT_ENCODING;
+
+/// The most codings undone for one body (`gzip, br` is two); more is refused.
+pub const MAX_CODINGS: usize = 3;
 
 /// Why a body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +47,11 @@ pub fn decode<'a>(
             }
         }
     }
-    if codings.is_empty() {
+    if codings.is_empty() || body.is_empty() {
         return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    if codings.len() > MAX_CODINGS {
+        return Err(DecodeError::Undecodable);
     }
     let mut bytes = body.to_vec();
     for coding in codings.iter().rev() {
@@ -53,10 +65,16 @@ fn undo(coding: &str, input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError
         "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(input)),
         "deflate" => Box::new(flate2::read::ZlibDecoder::new(input)),
         "br" => Box::new(brotli::Decompressor::new(input, 4096)),
-        "zstd" => Box::new(
-            zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|_| DecodeError::Undecodable)?,
-        ),
+        "zstd" => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|_| DecodeError::Undecodable)?;
+            // The window (zstd's back-reference memory) no larger than the output may be:
+            // 2^10 (its minimum) up to 2^31.
+            let log = usize::BITS - limit.max(1024).leading_zeros();
+            d.window_log_max(log.min(31))
+                .map_err(|_| DecodeError::Undecodable)?;
+            Box::new(d)
+        }
         _ => return Err(DecodeError::Undecodable),
     };
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
@@ -130,5 +148,33 @@ mod tests {
             decode(&headers("compress"), b"x", 1000),
             Err(DecodeError::Undecodable)
         );
+        assert_eq!(
+            decode(&headers("gzip, gzip, gzip, gzip"), &gzip(b"x"), 1000),
+            Err(DecodeError::Undecodable),
+            "more codings than MAX_CODINGS"
+        );
+        // A zstd frame whose window is larger than the limit allows is refused, not decoded.
+        let big = vec![7u8; 4 << 20];
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.window_log(22).unwrap();
+        e.include_contentsize(false).unwrap();
+        e.write_all(&big).unwrap();
+        let framed = e.finish().unwrap();
+        assert_eq!(
+            decode(&headers("zstd"), &framed, 64 * 1024),
+            Err(DecodeError::Undecodable),
+            "refused for its window, before decoding past the limit (which would be TooLarge)"
+        );
+    }
+
+    #[test]
+    fn an_empty_body_is_empty_whatever_its_encoding() {
+        for coding in ["gzip", "deflate", "br", "zstd", "gzip, br"] {
+            assert_eq!(
+                &*decode(&headers(coding), b"", 10).unwrap(),
+                b"",
+                "{coding}"
+            );
+        }
     }
 }

@@ -1196,10 +1196,19 @@ async fn compression_is_undone_and_the_primarys_failures_and_fallback_are_not_bl
     );
     wait_judged(&gw, "r", 1.0).await;
     assert_eq!(gw.metric(&verdict("r", "match")).await, Some(1.0));
+    // A HEAD: `Content-Encoding: gzip` on no body at all is an empty body, not undecodable.
+    let head = testkit::http_client()
+        .head(gw.url("/r/gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    wait_judged(&gw, "r", 2.0).await;
+    assert_eq!(gw.metric(&verdict("r", "match")).await, Some(2.0));
 
     // A primary 503: the candidate's 200 is not a mismatch.
     assert_eq!(get(&gw, "/r/fail", &[]).await.0, 503);
-    wait_judged(&gw, "r", 2.0).await;
+    wait_judged(&gw, "r", 3.0).await;
     assert_eq!(gw.metric(&verdict("r", "primary_error")).await, Some(1.0));
     assert_eq!(gw.metric(&verdict("r", "mismatch")).await, Some(0.0));
 
