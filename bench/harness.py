@@ -298,21 +298,42 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None,
         conn.close()
 
 
-def wait_ready(port: int, path: str, headers: dict[str, str], proc: Proc, limit: float = 20.0) -> None:
+def poll(what: str, limit: float, check, interval: float = 0.05):
+    """Calls `check` until it returns something other than None, and returns that; raises
+    `RuntimeError` naming `what` (and `check`'s last `Exception`, if any) after `limit`
+    seconds. The one bounded wait on a signal the harness and its tests use: a process's answer,
+    a counter that grows. `check` may raise `RuntimeError` to stop the wait at once."""
     deadline = time.monotonic() + limit
-    last = "no answer"
-    while time.monotonic() < deadline:
+    last = None
+    while True:
+        try:
+            value = check()
+            if value is not None:
+                return value
+        except RuntimeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - an answer not there yet, reported on timeout
+            last = e
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {limit:g}s" + (f" ({last})" if last else ""))
+        time.sleep(interval)
+
+
+def wait_ready(port: int, path: str, headers: dict[str, str], proc: Proc, limit: float = 20.0) -> None:
+    def ready():
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited (code {proc.p.returncode}):\n{proc.log_tail()}")
-        try:
-            status, _, _ = http_get(port, path, headers, timeout=1.0)
-            if status == 200:
-                return
-            last = f"status {status}"
-        except OSError as e:
-            last = str(e)
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} not ready on port {port} after {limit:.0f}s ({last}):\n{proc.log_tail()}")
+        status, _, _ = http_get(port, path, headers, timeout=1.0)
+        if status != 200:
+            raise OSError(f"status {status}")
+        return True
+
+    try:
+        poll(f"{proc.name} ready on port {port}", limit, ready, interval=0.1)
+    except RuntimeError as e:
+        if not proc.alive():
+            raise
+        raise RuntimeError(f"{e}:\n{proc.log_tail()}") from None
 
 
 def preflight(row: str, port: int, prep: render.Prepared, pool_token: str | None) -> list[str]:
@@ -353,14 +374,11 @@ def preflight_shadow(prep: render.Prepared, limit: float = 5.0) -> str:
     status, _, body = http_get(prep.ports.gateway_shadow, render.SMALL_PATH, auth)
     if status != 200 or body.decode() != render.SMALL_BODY:
         raise RuntimeError(f"gateway-shadow: GET {render.SMALL_PATH} answered {status} {body[:200]!r}")
-    deadline = time.monotonic() + limit
-    while True:
+    def arrived():
         now = slow_origin_stats(prep.ports.slow_origin)
-        if now["shadow_copies"] > before["shadow_copies"]:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gateway-shadow: no copy reached the slow upstream within {limit:g}s ({now})")
-        time.sleep(0.05)
+        return now if now["shadow_copies"] > before["shadow_copies"] else None
+
+    now = poll("gateway-shadow: a copy reaching the slow upstream", limit, arrived)
     if now["answered"] > before["answered"]:
         raise RuntimeError("gateway-shadow: the slow upstream answered a copy before the client had its answer")
     return f"copies reach the slow upstream ({render.SLOW_ORIGIN_DELAY:g} s) and the client does not wait for them"

@@ -143,12 +143,18 @@ def wait_for_copies(admin_port: int, at_least: int, limit: float = COPY_SETTLE_L
                     route: str = SHADOW_COPY_ROUTE) -> dict[str, dict[str, int]]:
     """The route's shadow counters once `at_least` copies are over (they finish after the
     client's answer), or the last reading after `limit` seconds: `check_copies` judges it."""
-    deadline = time.monotonic() + limit
-    while True:
-        counts = harness.shadow_counts(admin_port, route)
-        if settled(counts) >= at_least or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.05)
+    last = {}
+
+    def over():
+        last["counts"] = harness.shadow_counts(admin_port, route)
+        return last["counts"] if settled(last["counts"]) >= at_least else None
+
+    try:
+        return harness.poll(f"{at_least} copies over", limit, over)
+    except RuntimeError:
+        if "counts" not in last:
+            raise
+        return last["counts"]
 
 
 def check_copies(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]],

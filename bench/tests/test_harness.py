@@ -345,10 +345,8 @@ def test_the_slow_origin_answers_after_its_delay_on_a_kept_alive_connection(tmp_
         threads = [threading.Thread(target=harness.http_get, args=(port, "/x")) for _ in range(3)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 5
-        while harness.slow_origin_stats(port)["in_flight"] < 3:
-            assert time.monotonic() < deadline, "three requests never waited at once"
-            time.sleep(0.02)
+        harness.poll("three requests waiting at once", 5,
+                     lambda: True if harness.slow_origin_stats(port)["in_flight"] >= 3 else None)
         for t in threads:
             t.join()
         # The stats request itself is not counted, and reading the stats starts a new peak.
@@ -375,16 +373,11 @@ def running_gateway(prepared: render.Prepared, row: str, ready_within: float = 2
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         admin = getattr(prepared.ports, f"{row.replace('-', '_')}_admin")
-        deadline = time.monotonic() + ready_within
-        while True:
+        def ready():
             assert proc.poll() is None, log_path.read_text()
-            try:
-                if harness.http_get(admin, "/readyz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"{row}: gateway not ready within {ready_within:g}s"
-            time.sleep(0.05)
+            return True if harness.http_get(admin, "/readyz", timeout=1)[0] == 200 else None
+
+        harness.poll(f"{row}: gateway ready", ready_within, ready)
         yield proc
     finally:
         proc.terminate()
@@ -408,10 +401,8 @@ def test_the_real_gateway_answers_before_its_shadow_and_counts_the_copy(prepared
             before = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
             note = harness.preflight_shadow(prepared)
             assert "client does not wait" in note
-            deadline = time.monotonic() + 10
-            while harness.shadow_counts(admin)["requests"].get("match", 0) < 1:
-                assert time.monotonic() < deadline, f"no verdict counted: {harness.shadow_counts(admin)}"
-                time.sleep(0.05)
+            harness.poll("a verdict counted", 10,
+                         lambda: True if harness.shadow_counts(admin)["requests"].get("match", 0) >= 1 else None)
             after = (harness.slow_origin_stats(prepared.ports.slow_origin), harness.shadow_counts(admin))
             figures = harness.shadow_figures(before, after)
             assert figures["copies"] == figures["answered"] == 1, figures

@@ -434,16 +434,17 @@ def wait_shadow_counts(load: Load, before: dict[str, float], timeout: float = 10
     """Waits until every series of `before` has grown past its value there. A verdict is counted
     once both answers are in, after the client has had its own; on a timeout the failure shows
     GET /admin/shadow."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = {series: load.gateway_metric(series) for series in before}
-        stuck = [series for series in before if now[series] <= before[series]]
-        if not stuck:
-            return
-        if time.monotonic() > deadline:
-            view = load.http.get(load.stack.admin_url("/admin/shadow"), timeout=5).text
-            pytest.fail(f"after {timeout}s these did not grow: {stuck}\nGET /admin/shadow: {view[:3000]}")
-        time.sleep(0.05)
+    stuck: list[str] = []
+
+    def grown() -> bool:
+        stuck[:] = [series for series in before if load.gateway_metric(series) <= before[series]]
+        return not stuck
+
+    try:
+        eventually("the shadow's counters to grow", timeout, grown)
+    except pytest.fail.Exception:
+        view = load.http.get(load.stack.admin_url("/admin/shadow"), timeout=5).text
+        pytest.fail(f"after {timeout}s these did not grow: {stuck}\nGET /admin/shadow: {view[:3000]}")
 
 
 def once_shadow_verdicts(load: Load) -> None:
