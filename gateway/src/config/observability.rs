@@ -118,7 +118,8 @@ impl Validator<'_> {
         }
     }
 
-    fn ratio(&mut self, r: f64, path: &str) {
+    /// A share from 0 to 1 (`sample_ratio`, a shadow's `sample` and `noise`).
+    pub(super) fn ratio(&mut self, r: f64, path: &str) {
         if !(0.0..=1.0).contains(&r) {
             self.err(path, Problem::NotARatio(r));
         }

@@ -26,9 +26,9 @@ impl Validator<'_> {
         let before = self.count();
         self.known_upstream(&s.upstream, &join(path, "upstream"), upstreams);
         let sample = s.sample.unwrap_or(defaults::SHADOW_SAMPLE);
-        self.share(sample, &join(path, "sample"));
+        self.ratio(sample, &join(path, "sample"));
         let noise = s.noise.unwrap_or(defaults::SHADOW_NOISE);
-        self.share(noise, &join(path, "noise"));
+        self.ratio(noise, &join(path, "noise"));
         let dry_run = match s.writes.as_deref() {
             None | Some("off") => false,
             Some("dry_run") => true,
@@ -173,12 +173,6 @@ impl Validator<'_> {
                 }
             })
             .collect()
-    }
-
-    fn share(&mut self, r: f64, path: &str) {
-        if !(0.0..=1.0).contains(&r) {
-            self.err(path, Problem::NotARatio(r));
-        }
     }
 
     fn one_of(&mut self, path: &str, expected: &'static str, got: &str) {

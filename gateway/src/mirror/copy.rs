@@ -62,12 +62,16 @@ use crate::metrics::Metrics;
 use crate::observability::{RequestTrace, SideSpan};
 use crate::shadow::compare::{self, Answer, BodyMode};
 use crate::shadow::encoding::{self, DecodeError};
-use crate::shadow::verdicts::{Exchange, Limits, PRIMARY_WAIT, RouteStats, Verdict};
+use crate::shadow::verdicts::{Exchange, Limits, RouteStats, Verdict};
 use crate::upstream::Upstream;
 
 /// The header that marks a copy (`1`), a copied write under `writes: dry_run` (`dry-run`) and
 /// the second call to the primary (`noise`). Removed from every request a client sends.
 pub const HEADER: &str = "x-gateway-shadow";
+
+/// How long a copy's comparison waits for the primary's whole answer after its own arrived: a
+/// long poll or an event stream must not hold a copy's in-flight permit for its whole life.
+pub const PRIMARY_WAIT: Duration = Duration::from_secs(60);
 
 /// Answers larger than this together are compared on tokio's blocking pool.
 const INLINE_COMPARE_BYTES: usize = 64 * 1024;

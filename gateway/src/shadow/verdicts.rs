@@ -163,13 +163,9 @@ pub enum Skip {
     RequestIncomplete,
     /// The client's answer came from the route's fallback: nothing of the primary's to compare.
     Fallback,
-    /// The primary's answer was not whole [`PRIMARY_WAIT`] after the copy's.
+    /// The primary's answer was not whole `crate::mirror::copy::PRIMARY_WAIT` after the copy's.
     PrimaryTooSlow,
 }
-
-/// How long a copy's comparison waits for the primary's whole answer after its own arrived: a
-/// long poll or an event stream must not hold a copy's in-flight permit for its whole life.
-pub const PRIMARY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Skip {
     /// Every reason, in label order (to set up the metric's series at once).
