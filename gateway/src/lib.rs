@@ -23,9 +23,9 @@
 //! | | [`split`] | a key's fixed position in the split space, and the side whose contiguous share holds it |
 //! | 1 | [`request_id`] | `X-Request-ID` validation and generation |
 //! | | [`retry_budget`] | caps retries to a fraction of live traffic (plus a floor) |
+//! | | [`migration`] | a route's migration plan as plain data: stages, the paired guard over both sides' sliding window (p99 buckets), the decision and every transition, the admin view (above `config`, which builds its [`migration::Plan`]) |
 //! | 2 config | [`config`] | YAML → raw structs → validated model, with `file:line:col` errors |
 //! | 3 decisions | [`failover`] | after a failed attempt: retry, fall back or answer; the fallback's rules and the total timeout, as plain data |
-//! | | [`migration`] | a route's migration plan as plain data: stages, the paired guard over both sides' sliding window (p99 buckets), the decision and every transition, the admin view |
 //! | 4 domain | [`metrics`] | every metric, registered once; series set up and removed here |
 //! | | [`routing`] | the route table and its precedence rule, prefix rewriting |
 //! | | [`health`] | one target's active-health state and its probe |
