@@ -370,6 +370,8 @@ impl Validator<'_> {
             listen: listen?,
             tls,
             admin_listen: admin_listen?,
+            admin_token: None,
+            migration_state: Default::default(),
             server: server?,
             trusted_proxies: trusted_proxies?,
             encoded_slashes,

@@ -179,6 +179,7 @@ mod tests {
             timeouts: Default::default(),
             rate_limit: Vec::new(),
             shadow: None,
+            migration: None,
         })
     }
 

@@ -20,6 +20,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: Option<TlsListener>,
     pub admin_listen: SocketAddr,
+    /// `admin.token_file`: the bearer token every admin write needs (`None`: writes refused).
+    pub admin_token: Option<AdminToken>,
+    /// `migration_state:`: where migration stages are kept (see `docs/migration.md`).
+    pub migration_state: MigrationStore,
     pub server: ServerSettings,
     pub trusted_proxies: Vec<IpNet>,
     pub encoded_slashes: EncodedSlashes,
@@ -324,8 +328,96 @@ pub struct RouteSpec {
     pub timeouts: RouteTimeouts,
     /// Policy names (all exist in `rate_limits.policies`), checked in this order.
     pub rate_limit: Vec<String>,
-    /// Copies of the route's requests to a candidate, compared (see [`crate::shadow`]).
+    /// Copies of the route's requests to a candidate, compared (see [`crate::shadow`]). On a
+    /// route with a `migration:` whose plan has a shadow stage, the copy runs only while the
+    /// migration asks for it ([`crate::migration::Plan::shadow_on`]).
     pub shadow: Option<Arc<ShadowSpec>>,
+    /// A plan moving the route from one upstream to another (`docs/migration.md`). Its target
+    /// is then a [`RouteTarget::Cohort`] split (`to` = `migration.to`, `rest` =
+    /// `migration.from`) whose percent the running migration sets, not `basis_points`.
+    pub migration: Option<Arc<MigrationSpec>>,
+}
+
+/// A route's validated `migration:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationSpec {
+    /// The upstream the route moves away from (the split's `rest`, and the default fallback).
+    pub from: String,
+    /// The upstream it moves to (the split's `to`, and the shadow's candidate).
+    pub to: String,
+    /// The cohort that moves first, by name (the split's cohort).
+    pub cohort: String,
+    pub plan: crate::migration::Plan,
+}
+
+impl MigrationSpec {
+    /// Whether `other` is the same plan for the state machine: same sides, cohort and stages.
+    /// A change of any of them starts the plan again at its first stage; a change of the guard
+    /// or `auto_promote` alone does not (see [`crate::migration::replan`]).
+    pub fn same_course(&self, other: &MigrationSpec) -> bool {
+        self.from == other.from
+            && self.to == other.to
+            && self.cohort == other.cohort
+            && self.plan.stages() == other.plan.stages()
+    }
+}
+
+/// Where migration states are kept: `migration_state:`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum MigrationStore {
+    /// In this process only: a restart starts every plan again.
+    #[default]
+    Memory,
+    /// `file:PATH`: one JSON file, rewritten (atomically) on every transition; one gateway.
+    File(PathBuf),
+    /// `redis` (the rate limits' Redis) or `redis://…`: shared by replicas, one decides at a
+    /// time under a lease.
+    Redis { url: String },
+}
+
+/// Never prints the URL: it may carry a password.
+impl std::fmt::Debug for MigrationStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MigrationStore::Memory => write!(f, "Memory"),
+            MigrationStore::File(p) => write!(f, "File({})", p.display()),
+            MigrationStore::Redis { .. } => write!(f, "Redis"),
+        }
+    }
+}
+
+/// The admin write token, read from `admin.token_file` by the load (a reload rotates it):
+/// only its SHA-256 is kept, compared in constant time; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl AdminToken {
+    pub fn new(token: &[u8]) -> AdminToken {
+        AdminToken {
+            digest: sha256(token),
+        }
+    }
+
+    /// Whether `presented` is the token, in time that does not depend on where they differ
+    /// (both are hashed first, so not on their lengths either).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&self.digest, &sha256(presented)).is_ok()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminToken(..)")
+    }
 }
 
 /// A route's validated `shadow:` block (`docs/shadow.md`).

@@ -277,6 +277,7 @@ impl Validator<'_> {
             timeouts,
             rate_limit: r.rate_limit,
             shadow,
+            migration: None,
         })
     }
 
